@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""Write the reference fixtures that the Rust tests compare against.
+
+Run by hand (not in CI), from the repository root:
+
+    python3 -m venv .venv-fixtures
+    .venv-fixtures/bin/pip install torch==2.9.0 transformers==4.57.1 safetensors numpy scipy scikit-learn
+    .venv-fixtures/bin/python scripts/make_fixtures.py --minilm models/all-MiniLM-L6-v2
+
+Everything it writes lands under tests/fixtures/ and is committed:
+
+- tiny_bert/            a 2-layer, H=32, 4-head random-init BERT saved as HF
+                        BertForSequenceClassification (keys carry the `bert.` prefix)
+                        plus config.json; every bias and LayerNorm vector is randomised so
+                        that a mis-mapped tensor cannot hide behind an all-zero init.
+- tiny_bert_reference.safetensors   inputs, last hidden states, pooled outputs and logits
+- minilm_reference.safetensors      the same for all-MiniLM-L6-v2 on tokenised text
+- tokenizer_cases.json  texts/pairs and the ids HF produces (fast and slow tokenizer agree)
+- golden_steps/*.safetensors + golden_steps.json    5 optimizer steps of the reference
+                        training loop (transformers-4.2.1 AdamW, global-norm clipping at 1.0,
+                        dropout off) on the tiny model for full_ft, bitfit and b_q+b_m2
+- metrics.json          metric values computed by scikit-learn / scipy
+"""
+import argparse
+import json
+import math
+import os
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizer, BertTokenizerFast
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
+
+# ---------------------------------------------------------------- tiny model
+
+TINY = dict(
+    vocab_size=512,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=128,
+    max_position_embeddings=64,
+    type_vocab_size=2,
+    layer_norm_eps=1e-12,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+    initializer_range=0.02,
+    pad_token_id=0,
+)
+
+
+def make_tiny(out_dir):
+    torch.manual_seed(1234)
+    cfg = BertConfig(**TINY, num_labels=3)
+    model = BertForSequenceClassification(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.copy_(torch.randn_like(p) * 0.1)
+            elif "LayerNorm.weight" in name:
+                p.copy_(1.0 + torch.randn_like(p) * 0.1)
+            else:
+                p.copy_(torch.randn_like(p) * 0.08)
+    os.makedirs(out_dir, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    return model
+
+
+def tiny_inputs():
+    g = torch.Generator().manual_seed(7)
+    lens = [12, 7, 3]
+    L = max(lens)
+    ids = torch.zeros(len(lens), L, dtype=torch.long)
+    tt = torch.zeros(len(lens), L, dtype=torch.long)
+    mask = torch.zeros(len(lens), L, dtype=torch.long)
+    for i, n in enumerate(lens):
+        ids[i, :n] = torch.randint(1, TINY["vocab_size"], (n,), generator=g)
+        ids[i, 0] = 101 % TINY["vocab_size"]
+        mask[i, :n] = 1
+        if i == 0:  # a pair: second segment from position 6
+            tt[i, 6:n] = 1
+    return ids, tt, mask
+
+
+def forward_reference(bert, ids, tt, mask):
+    bert.eval()
+    with torch.no_grad():
+        out = bert(input_ids=ids, token_type_ids=tt, attention_mask=mask)
+    return out.last_hidden_state, out.pooler_output
+
+
+# ---------------------------------------------------------------- MiniLM + tokenizer
+
+SINGLES = [
+    "Hello world!",
+    "The quick brown fox jumps over the lazy dog, doesn't it?",
+    "Café naïve résumé — “quoted” text with a bare \" quote and 日本語.",
+    "a",
+]
+PAIRS = [
+    ("A man is playing a guitar.", "A man plays the guitar loudly on stage."),
+    ("Is this sentence entailed?", "It is."),
+    (
+        "The company said on Tuesday that its third-quarter profit rose sharply, beating analysts' expectations by a wide margin.",
+        "Profits rose.",
+    ),
+]
+
+
+def tokenizer_cases(model_dir):
+    fast = BertTokenizerFast.from_pretrained(model_dir)
+    slow = BertTokenizer(os.path.join(model_dir, "vocab.txt"), do_lower_case=True)
+    cases = []
+    for max_len in (128, 16):
+        for s in SINGLES:
+            cases.append({"text": s, "text_pair": None, "max_length": max_len})
+        for a, b in PAIRS:
+            cases.append({"text": a, "text_pair": b, "max_length": max_len})
+    for c in cases:
+        kw = dict(truncation="longest_first", max_length=c["max_length"], padding=False)
+        ef = fast(c["text"], c["text_pair"], **kw)
+        es = slow(c["text"], c["text_pair"], **kw)
+        # Untruncated, fast and slow agree; under longest_first truncation of a pair whose halves
+        # are equally long, the slow tokenizer trims the second text first and the fast one the
+        # first. The fast tokenizer (AutoTokenizer's default, what the reference code ran) is the
+        # reference; the disagreement is recorded.
+        c["slow_tokenizer_agrees"] = ef["input_ids"] == es["input_ids"]
+        if len(ef["input_ids"]) < c["max_length"]:
+            assert c["slow_tokenizer_agrees"], (c, ef["input_ids"], es["input_ids"])
+        c["input_ids"] = ef["input_ids"]
+        c["token_type_ids"] = ef["token_type_ids"]
+    return cases
+
+
+def minilm_reference(model_dir, cases):
+    bert = BertModel.from_pretrained(model_dir)
+    picked = [c for c in cases if c["max_length"] == 128][:3] + [
+        c for c in cases if c["max_length"] == 128 and c["text_pair"] is not None
+    ][:2]
+    L = max(len(c["input_ids"]) for c in picked)
+    n = len(picked)
+    ids = torch.zeros(n, L, dtype=torch.long)
+    tt = torch.zeros(n, L, dtype=torch.long)
+    mask = torch.zeros(n, L, dtype=torch.long)
+    for i, c in enumerate(picked):
+        k = len(c["input_ids"])
+        ids[i, :k] = torch.tensor(c["input_ids"])
+        tt[i, :k] = torch.tensor(c["token_type_ids"])
+        mask[i, :k] = 1
+    h, p = forward_reference(bert, ids, tt, mask)
+    return {"input_ids": ids, "token_type_ids": tt, "attention_mask": mask, "last_hidden_state": h, "pooler_output": p}
+
+
+# ---------------------------------------------------------------- golden training steps
+
+
+class ReferenceAdamW:
+    """transformers 4.2.1 `AdamW` (what the BitFit reference code uses): eps is added to sqrt(v)
+    *before* bias correction, bias correction folded into the step size. Defaults of that class:
+    betas (0.9, 0.999), eps 1e-6, weight_decay 0, correct_bias True."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.b1, self.b2, self.eps, self.wd = lr, betas[0], betas[1], eps, weight_decay
+        self.state = {id(p): (torch.zeros_like(p), torch.zeros_like(p)) for p in self.params}
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self):
+        self.t += 1
+        for p in self.params:
+            if p.grad is None:
+                continue
+            m, v = self.state[id(p)]
+            m.mul_(self.b1).add_(p.grad, alpha=1 - self.b1)
+            v.mul_(self.b2).addcmul_(p.grad, p.grad, value=1 - self.b2)
+            denom = v.sqrt().add_(self.eps)
+            step_size = self.lr * math.sqrt(1 - self.b2**self.t) / (1 - self.b1**self.t)
+            p.addcdiv_(m, denom, value=-step_size)
+            if self.wd > 0:
+                p.add_(p, alpha=-self.lr * self.wd)
+
+
+PAPER_BIAS = {
+    "b_q": "attention.self.query.bias",
+    "b_k": "attention.self.key.bias",
+    "b_v": "attention.self.value.bias",
+    "b_m1": "attention.output.dense.bias",
+    "b_LN1": "attention.output.LayerNorm.bias",
+    "b_m2": "intermediate.dense.bias",
+    "b_m3": "output.dense.bias",
+    "b_LN2": "output.LayerNorm.bias",
+}
+
+
+def trainable(method, name):
+    if name.startswith("classifier."):
+        return True
+    if method == "full_ft":
+        return True
+    if method == "bitfit":
+        return "bias" in name
+    if method == "b_q+b_m2":
+        if name == "bert.pooler.dense.bias":
+            return True
+        return any(name.endswith("." + PAPER_BIAS[k]) and ".layer." in name for k in ("b_q", "b_m2"))
+    raise ValueError(method)
+
+
+def golden_steps(tiny_dir, out_dir, steps=5):
+    os.makedirs(out_dir, exist_ok=True)
+    g = torch.Generator().manual_seed(99)
+    B, L = 4, 10
+    lens = [10, 8, 5, 9]
+    ids = torch.zeros(B, L, dtype=torch.long)
+    mask = torch.zeros(B, L, dtype=torch.long)
+    tt = torch.zeros(B, L, dtype=torch.long)
+    for i, n in enumerate(lens):
+        ids[i, :n] = torch.randint(1, TINY["vocab_size"], (n,), generator=g)
+        mask[i, :n] = 1
+        tt[i, n // 2 : n] = 1
+    labels = torch.tensor([0, 2, 1, 2])
+    targets = torch.tensor([4.2, 0.5, 2.5, 3.0])
+    runs = [
+        ("full_ft", 3, 1e-3),
+        ("bitfit", 3, 1e-2),
+        ("b_q+b_m2", 3, 1e-2),
+        ("full_ft_regression", 1, 1e-3),
+        ("bitfit_regression", 1, 1e-2),
+    ]
+    record = {"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "token_type_ids": tt.tolist(),
+              "labels": labels.tolist(), "targets": targets.tolist(), "steps": steps, "runs": {}}
+    for tag, num_labels, lr in runs:
+        method = tag.replace("_regression", "")
+        # The encoder comes from the tiny checkpoint; the head is re-initialised exactly as HF does
+        # for a new task head (N(0, 0.02) weight, zero bias), seeded so the test can rebuild it.
+        cfg = BertConfig.from_pretrained(tiny_dir, num_labels=num_labels,
+                                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        model = BertForSequenceClassification.from_pretrained(tiny_dir, config=cfg, ignore_mismatched_sizes=True)
+        with torch.no_grad():
+            torch.manual_seed(5)
+            model.classifier.weight.normal_(0.0, 0.02)
+            model.classifier.bias.zero_()
+        head_init = {"classifier.weight": model.classifier.weight.detach().clone(),
+                     "classifier.bias": model.classifier.bias.detach().clone()}
+        names = []
+        for n, p in model.named_parameters():
+            p.requires_grad = trainable(method, n)
+            if p.requires_grad:
+                names.append(n)
+        model.train()  # dropout probabilities are 0
+        opt = ReferenceAdamW(model.parameters(), lr=lr)
+        losses, norms = [], []
+        for _ in range(steps):
+            model.zero_grad()
+            lab = targets if num_labels == 1 else labels
+            out = model(input_ids=ids, attention_mask=mask, token_type_ids=tt, labels=lab)
+            out.loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            opt.step()
+            losses.append(out.loss.item())
+            norms.append(norm.item())
+        final = {n: p.detach().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        fname = tag.replace("+", "_") + ".safetensors"
+        save_file({**{"init." + k: v.contiguous() for k, v in head_init.items()}, **final},
+                  os.path.join(out_dir, fname))
+        record["runs"][tag] = {"method": method, "num_labels": num_labels, "lr": lr, "losses": losses,
+                               "grad_norms": norms, "trainable": names, "file": fname}
+    with open(os.path.join(out_dir, "golden_steps.json"), "w") as f:
+        json.dump(record, f, indent=1)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def metrics_fixture(path):
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 50)
+    p = np.where(rng.random(50) < 0.7, y, 1 - y)
+    a = rng.normal(size=40)
+    b = a * 0.6 + rng.normal(size=40) * 0.8
+    b_ties = np.round(b, 0)
+    y3 = rng.integers(0, 3, 30)
+    p3 = np.where(rng.random(30) < 0.6, y3, rng.integers(0, 3, 30))
+    out = {
+        "binary": {"labels": y.tolist(), "preds": p.tolist(), "accuracy": accuracy_score(y, p),
+                   "f1": f1_score(y, p), "mcc": matthews_corrcoef(y, p)},
+        "multiclass": {"labels": y3.tolist(), "preds": p3.tolist(), "accuracy": accuracy_score(y3, p3),
+                       "mcc": matthews_corrcoef(y3, p3)},
+        "constant": {"labels": y.tolist(), "preds": [1] * 50, "mcc": matthews_corrcoef(y, [1] * 50),
+                     "f1": f1_score(y, [1] * 50)},
+        "regression": {"x": a.tolist(), "y": b.tolist(), "pearson": pearsonr(a, b)[0], "spearman": spearmanr(a, b)[0]},
+        "regression_ties": {"x": a.tolist(), "y": b_ties.tolist(), "pearson": pearsonr(a, b_ties)[0],
+                            "spearman": spearmanr(a, b_ties)[0]},
+    }
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minilm", required=True, help="all-MiniLM-L6-v2 model folder (scripts/fetch_minilm.sh)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    os.makedirs(OUT, exist_ok=True)
+
+    tiny_dir = os.path.join(OUT, "tiny_bert")
+    model = make_tiny(tiny_dir)
+    ids, tt, mask = tiny_inputs()
+    h, p = forward_reference(model.bert, ids, tt, mask)
+    with torch.no_grad():
+        logits = model.classifier(p)
+    save_file({"input_ids": ids, "token_type_ids": tt, "attention_mask": mask, "last_hidden_state": h.contiguous(),
+               "pooler_output": p.contiguous(), "logits": logits.contiguous()},
+              os.path.join(OUT, "tiny_bert_reference.safetensors"))
+
+    cases = tokenizer_cases(args.minilm)
+    with open(os.path.join(OUT, "tokenizer_cases.json"), "w") as f:
+        json.dump(cases, f, indent=1, ensure_ascii=False)
+    ref = minilm_reference(args.minilm, cases)
+    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(OUT, "minilm_reference.safetensors"))
+
+    golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
+    metrics_fixture(os.path.join(OUT, "metrics.json"))
+    print("fixtures written to", os.path.abspath(OUT))
+
+
+if __name__ == "__main__":
+    main()

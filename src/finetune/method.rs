@@ -1,0 +1,194 @@
+//! Fine-tuning methods of the paper: which tensors of a `BertForSequenceClassification` train.
+//!
+//! Names follow the paper (`full_ft`, `bitfit`, bias subsets in b_q…b_LN2 notation, `frozen`,
+//! `rand_uniform`, `rand_row_col`). Selection works on HF parameter names (without the `bert.`
+//! prefix), so a reader can check every rule against the reference code.
+
+use std::fmt;
+
+use anyhow::{Result, bail};
+
+use crate::model::{BertConfig, BiasKind};
+
+/// How the reference code's `--bias_terms` keys are matched: it tests `key in name` by substring,
+/// so `output` (b_m3) also catches b_m1 and `output_layernorm` (b_LN2) also catches b_LN1.
+pub const REFERENCE_BIAS_KEYS: [(&str, &str); 8] = [
+    ("intermediate", "intermediate.dense.bias"),
+    ("key", "attention.self.key.bias"),
+    ("query", "attention.self.query.bias"),
+    ("value", "attention.self.value.bias"),
+    ("output", "output.dense.bias"),
+    ("output_layernorm", "output.LayerNorm.bias"),
+    ("attention_layernorm", "attention.output.LayerNorm.bias"),
+    ("all", "bias"),
+];
+
+/// A fine-tuning method.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// every parameter
+    FullFt,
+    /// every `*bias*` parameter (all layer biases, embeddings LayerNorm bias, pooler bias) + classifier
+    Bitfit,
+    /// the chosen bias kinds in every layer + pooler bias + classifier (exact paper notation)
+    BiasTerms(Vec<BiasKind>),
+    /// the reference code's substring selection with its `--bias_terms` keys + pooler bias + classifier
+    ReferenceBiasTerms(Vec<String>),
+    /// classifier only
+    Frozen,
+    /// `budget` random scalars over the encoder tensors (None: the model's all-bias count) + classifier
+    RandUniform { budget: Option<usize> },
+    /// random rows/columns of every encoder weight matrix, LayerNorm gains + classifier
+    RandRowCol,
+}
+
+impl Method {
+    /// Parse the CLI/grid spelling: `full_ft`, `bitfit`, `frozen`, `rand_uniform`,
+    /// `rand_uniform:100000`, `rand_row_col`, `b_q+b_m2` (any `+`-joined bias kinds) or
+    /// `ref:query,intermediate` (reference substring keys).
+    pub fn parse(s: &str) -> Result<Method> {
+        Ok(match s {
+            "full_ft" => Method::FullFt,
+            "bitfit" => Method::Bitfit,
+            "frozen" => Method::Frozen,
+            "rand_uniform" => Method::RandUniform { budget: None },
+            "rand_row_col" => Method::RandRowCol,
+            _ if s.starts_with("rand_uniform:") => {
+                let n = &s["rand_uniform:".len()..];
+                let n: usize = n.replace('_', "").parse().map_err(|_| {
+                    anyhow::anyhow!("method `{s}`: budget `{n}` is not a whole number (e.g. rand_uniform:100000)")
+                })?;
+                Method::RandUniform { budget: Some(n) }
+            }
+            _ if s.starts_with("ref:") => {
+                let keys: Vec<String> = s[4..].split(',').map(|k| k.trim().to_string()).collect();
+                for k in &keys {
+                    if !REFERENCE_BIAS_KEYS.iter().any(|(n, _)| n == k) {
+                        let valid: Vec<_> = REFERENCE_BIAS_KEYS.iter().map(|(n, _)| *n).collect();
+                        bail!("method `{s}`: unknown reference bias key `{k}`; valid: {}", valid.join(", "));
+                    }
+                }
+                Method::ReferenceBiasTerms(keys)
+            }
+            _ if s.starts_with("b_") => {
+                let mut kinds = Vec::new();
+                for part in s.split('+') {
+                    let k: BiasKind = part.trim().parse()?;
+                    if !kinds.contains(&k) {
+                        kinds.push(k);
+                    }
+                }
+                kinds.sort();
+                Method::BiasTerms(kinds)
+            }
+            _ => bail!(
+                "unknown method `{s}`; valid: full_ft, bitfit, frozen, rand_uniform[:N], rand_row_col, \
+                 bias subsets such as b_q+b_m2 (kinds: b_q b_k b_v b_m1 b_LN1 b_m2 b_m3 b_LN2), \
+                 or ref:query,intermediate (reference-code substring keys)"
+            ),
+        })
+    }
+
+    /// Whether the encoder parameter `hf` (HF name without `bert.`) trains under this method.
+    /// The classifier head always trains. Masked methods (rand_*) train the whole tensor here and
+    /// restrict it with a gradient mask.
+    pub fn trains(&self, hf: &str) -> bool {
+        let is_bias = hf.ends_with("bias");
+        match self {
+            Method::FullFt => true,
+            Method::Bitfit => hf.contains("bias"),
+            Method::Frozen => false,
+            Method::BiasTerms(kinds) => {
+                hf == "pooler.dense.bias"
+                    || BiasKind::parse_hf(hf).is_some_and(|(_, k)| kinds.contains(&k))
+            }
+            Method::ReferenceBiasTerms(keys) => {
+                hf == "pooler.dense.bias"
+                    || keys.iter().any(|k| {
+                        let pat = REFERENCE_BIAS_KEYS.iter().find(|(n, _)| n == k).map(|(_, p)| *p).unwrap_or("");
+                        hf.contains(pat)
+                    })
+            }
+            Method::RandUniform { .. } => hf.starts_with("encoder.") && !is_bias,
+            Method::RandRowCol => {
+                (hf.starts_with("encoder.") || hf.starts_with("pooler.")) && !is_bias && !hf.ends_with("word_embeddings.weight")
+            }
+        }
+    }
+
+    pub fn is_masked(&self) -> bool {
+        matches!(self, Method::RandUniform { .. } | Method::RandRowCol)
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Method::FullFt => f.write_str("full_ft"),
+            Method::Bitfit => f.write_str("bitfit"),
+            Method::Frozen => f.write_str("frozen"),
+            Method::RandUniform { budget: None } => f.write_str("rand_uniform"),
+            Method::RandUniform { budget: Some(n) } => write!(f, "rand_uniform:{n}"),
+            Method::RandRowCol => f.write_str("rand_row_col"),
+            Method::BiasTerms(k) => {
+                let names: Vec<_> = k.iter().map(|k| k.name()).collect();
+                f.write_str(&names.join("+"))
+            }
+            Method::ReferenceBiasTerms(k) => write!(f, "ref:{}", k.join(",")),
+        }
+    }
+}
+
+/// Parameter counts of a BERT encoder of a given shape, by HF name, computed from the config
+/// alone (no weights needed): the numbers `repro inspect` prints.
+pub fn encoder_param_shapes(cfg: &BertConfig) -> Vec<(String, Vec<usize>)> {
+    let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+    let mut v: Vec<(String, Vec<usize>)> = vec![
+        ("embeddings.word_embeddings.weight".into(), vec![cfg.vocab_size, h]),
+        ("embeddings.position_embeddings.weight".into(), vec![cfg.max_position_embeddings, h]),
+        ("embeddings.token_type_embeddings.weight".into(), vec![cfg.type_vocab_size, h]),
+        ("embeddings.LayerNorm.weight".into(), vec![h]),
+        ("embeddings.LayerNorm.bias".into(), vec![h]),
+    ];
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("encoder.layer.{l}.");
+        for (name, shape) in [
+            ("attention.self.query.weight", vec![h, h]),
+            ("attention.self.query.bias", vec![h]),
+            ("attention.self.key.weight", vec![h, h]),
+            ("attention.self.key.bias", vec![h]),
+            ("attention.self.value.weight", vec![h, h]),
+            ("attention.self.value.bias", vec![h]),
+            ("attention.output.dense.weight", vec![h, h]),
+            ("attention.output.dense.bias", vec![h]),
+            ("attention.output.LayerNorm.weight", vec![h]),
+            ("attention.output.LayerNorm.bias", vec![h]),
+            ("intermediate.dense.weight", vec![i, h]),
+            ("intermediate.dense.bias", vec![i]),
+            ("output.dense.weight", vec![h, i]),
+            ("output.dense.bias", vec![h]),
+            ("output.LayerNorm.weight", vec![h]),
+            ("output.LayerNorm.bias", vec![h]),
+        ] {
+            v.push((format!("{p}{name}"), shape));
+        }
+    }
+    v.push(("pooler.dense.weight".into(), vec![h, h]));
+    v.push(("pooler.dense.bias".into(), vec![h]));
+    v
+}
+
+/// Trainable scalars of `method` on an encoder of shape `cfg`, excluding the classifier head.
+/// For masked methods, the number of scalars the mask frees (rand_uniform: its budget;
+/// rand_row_col: depends on the draw, so None).
+pub fn trainable_encoder_scalars(method: &Method, cfg: &BertConfig) -> Option<usize> {
+    let shapes = encoder_param_shapes(cfg);
+    match method {
+        Method::RandUniform { budget } => {
+            Some(budget.unwrap_or_else(|| trainable_encoder_scalars(&Method::Bitfit, cfg).unwrap_or(0)))
+        }
+        Method::RandRowCol => None,
+        m => Some(shapes.iter().filter(|(n, _)| m.trains(n)).map(|(_, s)| s.iter().product::<usize>()).sum()),
+    }
+}

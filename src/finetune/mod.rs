@@ -1,0 +1,10 @@
+//! Fine-tuning: the paper's methods ([`method`]), the reference optimizer ([`optim`]) and the
+//! training loop ([`train`]).
+
+pub mod method;
+pub mod optim;
+pub mod train;
+
+pub use method::{Method, REFERENCE_BIAS_KEYS, encoder_param_shapes, trainable_encoder_scalars};
+pub use optim::{AdamW, AdamWConfig};
+pub use train::{RunResult, TrainConfig, Trainer, train};

@@ -1,0 +1,453 @@
+//! One fine-tuning run, as the reference `run_glue.py` does it: AdamW, global-norm clipping,
+//! constant learning rate by default, dev evaluation after every epoch (train too, optionally),
+//! best and last epoch recorded, bias changes for Fig. 1.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+use super::method::Method;
+use super::optim::{AdamW, AdamWConfig, StepStats};
+use crate::backend::Backend;
+use crate::data::{Example, Glue, Label, Split, Task};
+use crate::metrics::{Outputs, score};
+use crate::model::{BertClassifier, BiasKind, Checkpoint, HeadPooling, batch_tensors, hf_name, params};
+use crate::tokenize::{Batch, BertTokenizer, Encoded};
+
+/// Learning-rate schedule. The reference code uses a constant rate.
+#[derive(Clone, Copy, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// linear warm-up over `warmup_ratio` of the steps, then linear decay to 0
+    Linear { warmup_ratio: f64 },
+}
+
+impl Schedule {
+    pub fn lr(&self, base: f64, step: usize, total: usize) -> f64 {
+        match *self {
+            Schedule::Constant => base,
+            Schedule::Linear { warmup_ratio } => {
+                let warm = (warmup_ratio * total as f64).round() as usize;
+                if step < warm {
+                    base * (step + 1) as f64 / warm as f64
+                } else {
+                    base * (total.saturating_sub(step)) as f64 / (total - warm).max(1) as f64
+                }
+            }
+        }
+    }
+}
+
+/// Everything that defines a run (its resolved configuration).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub task: Task,
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub method: Method,
+    pub lr: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub max_length: usize,
+    /// seeds data order, head init, dropout and rand_* masks
+    pub seed: u64,
+    /// seeds the training-size subset only
+    pub data_seed: u64,
+    /// use a random subset of this many training examples (None: all)
+    pub train_size: Option<usize>,
+    pub backend: Backend,
+    pub head: HeadPooling,
+    pub schedule: Schedule,
+    pub optimizer: AdamWConfig,
+    /// also score the training set after every epoch (generalization-gap figure)
+    pub eval_train: bool,
+    /// pad every batch to max_length (the reference code) instead of to its longest member
+    pub pad_to_max_length: bool,
+    /// score only the first N examples of each dev split (smoke runs; None: all)
+    pub eval_size: Option<usize>,
+}
+
+impl TrainConfig {
+    /// The reference code's settings for `task` on `model` with `method` at `lr`.
+    pub fn reference(task: Task, model: PathBuf, data: PathBuf, method: Method, lr: f64) -> Self {
+        TrainConfig {
+            task,
+            model,
+            data,
+            method,
+            lr,
+            epochs: 16,
+            batch_size: 8,
+            max_length: 128,
+            seed: 0,
+            data_seed: 0,
+            train_size: None,
+            backend: Backend::Ndarray,
+            head: HeadPooling::Pooler,
+            schedule: Schedule::Constant,
+            optimizer: AdamWConfig::default(),
+            eval_train: true,
+            pad_to_max_length: false,
+            eval_size: None,
+        }
+    }
+}
+
+/// Metrics of one split: metric name → value (fraction, not ×100).
+pub type Scores = BTreeMap<String, f64>;
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train: Option<Scores>,
+    /// split name (`dev`, `dev_mismatched`) → scores
+    pub dev: BTreeMap<String, Scores>,
+    pub seconds: f64,
+}
+
+/// Mean |Δb| of one trained bias vector (Fig. 1 cell).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct BiasChange {
+    /// HF name, e.g. `encoder.layer.3.attention.self.query.bias`
+    pub name: String,
+    /// paper kind (b_q …), None for embeddings/pooler
+    pub kind: Option<BiasKind>,
+    pub layer: Option<usize>,
+    pub mean_abs_delta: f64,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RunResult {
+    pub config: TrainConfig,
+    pub epochs: Vec<EpochRecord>,
+    /// 1-based epoch with the best headline dev metric
+    pub best_epoch: usize,
+    /// the task's headline metric name (mcc, f1, spearman, accuracy)
+    pub headline: String,
+    pub trainable_params: usize,
+    pub total_params: usize,
+    pub trainable_share: f64,
+    pub train_examples: usize,
+    pub steps: usize,
+    pub wall_seconds: f64,
+    pub train_examples_per_second: f64,
+    pub bias_changes: Vec<BiasChange>,
+    /// a NaN/inf loss stopped the run
+    pub diverged: bool,
+}
+
+/// Gold targets of a batch.
+pub enum Targets {
+    Classes(Vec<i64>),
+    Scores(Vec<f32>),
+}
+
+/// A model with its optimizer: the unit the golden-step test drives directly.
+pub struct Trainer {
+    model: Option<BertClassifier>,
+    pub opt: AdamW,
+    pub device: Device,
+    pub regression: bool,
+}
+
+struct SetTrainable<'a> {
+    method: &'a Method,
+    path: Vec<String>,
+}
+
+impl ModuleMapper for SetTrainable<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let path = self.path.join(".");
+        let train = match path.strip_prefix("bert.") {
+            Some(enc) => self.method.trains(&hf_name(enc)),
+            None => true, // the task head
+        };
+        p.set_require_grad(train)
+    }
+}
+
+/// Mark exactly the tensors `method` trains as requiring gradients (all others: no gradient is
+/// computed for them at all).
+pub fn apply_method(model: BertClassifier, method: &Method) -> BertClassifier {
+    model.map(&mut SetTrainable { method, path: Vec::new() })
+}
+
+impl Trainer {
+    /// `model` must live on an autodiff device.
+    pub fn new(model: BertClassifier, method: &Method, optimizer: AdamWConfig, regression: bool) -> Self {
+        let device = model.classifier.weight.val().device();
+        let model = apply_method(model, method);
+        Trainer { model: Some(model), opt: AdamW::new(optimizer), device, regression }
+    }
+
+    pub fn model(&self) -> &BertClassifier {
+        self.model.as_ref().expect("model present between steps")
+    }
+
+    pub fn into_model(self) -> BertClassifier {
+        self.model.expect("model present between steps")
+    }
+
+    /// One optimizer step on `batch`; returns the loss before the update.
+    pub fn step(&mut self, batch: &Batch, targets: &Targets, lr: f64) -> (f64, StepStats) {
+        let model = self.model.take().expect("model present between steps");
+        let (ids, tt, mask) = batch_tensors(batch, &self.device);
+        let logits = model.forward(ids, tt, mask);
+        let loss = loss(logits, targets, &self.device);
+        let loss_value = loss.clone().into_scalar::<f64>();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let (model, stats) = self.opt.step(lr, model, grads);
+        self.model = Some(model);
+        (loss_value, stats)
+    }
+}
+
+fn loss(logits: Tensor<2>, targets: &Targets, dev: &Device) -> Tensor<1> {
+    match targets {
+        Targets::Classes(y) => {
+            let y = Tensor::<1, Int>::from_data(TensorData::new(y.clone(), [y.len()]), dev);
+            burn::nn::loss::CrossEntropyLossConfig::new().init(dev).forward(logits, y)
+        }
+        Targets::Scores(y) => {
+            let n = y.len();
+            let y = Tensor::<2>::from_data(TensorData::new(y.clone(), [n, 1]), dev);
+            (logits - y).square().mean()
+        }
+    }
+}
+
+fn targets(task: Task, ex: &[&Example]) -> Targets {
+    if task.is_regression() {
+        Targets::Scores(ex.iter().map(|e| if let Label::Score(s) = e.label { s } else { 0.0 }).collect())
+    } else {
+        Targets::Classes(ex.iter().map(|e| if let Label::Class(c) = e.label { c as i64 } else { 0 }).collect())
+    }
+}
+
+/// Tokenise examples (single sentences or pairs).
+pub fn encode_all(tok: &BertTokenizer, ex: &[Example]) -> Result<Vec<Encoded>> {
+    ex.iter().map(|e| tok.encode(&e.text_a, e.text_b.as_deref())).collect()
+}
+
+/// The reproducible training-size subset: a `data_seed` shuffle of the indices, first `n`.
+pub fn subset_indices(len: usize, n: Option<usize>, data_seed: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..len).collect();
+    if let Some(n) = n.filter(|&n| n < len) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(data_seed);
+        idx.shuffle(&mut rng);
+        idx.truncate(n);
+        idx.sort_unstable();
+    }
+    idx
+}
+
+/// Score `model` (inference copy, no autodiff) on examples.
+pub fn evaluate(
+    model: &BertClassifier,
+    task: Task,
+    ex: &[Example],
+    enc: &[Encoded],
+    pad_id: u32,
+    pad_to: Option<usize>,
+    dev: &Device,
+) -> Scores {
+    const EVAL_BATCH: usize = 64;
+    let mut preds_c = Vec::new();
+    let mut preds_s = Vec::new();
+    for chunk in enc.chunks(EVAL_BATCH) {
+        let refs: Vec<&Encoded> = chunk.iter().collect();
+        let b = Batch::collate(&refs, pad_id, pad_to);
+        let (ids, tt, mask) = batch_tensors(&b, dev);
+        let logits = model.forward(ids, tt, mask);
+        if task.is_regression() {
+            let v: Vec<f32> = logits.into_data().convert::<f32>().to_vec().unwrap_or_default();
+            preds_s.extend(v.into_iter().map(f64::from));
+        } else {
+            let am: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().to_vec().unwrap_or_default();
+            preds_c.extend(am.into_iter().map(|x| x as usize));
+        }
+    }
+    let out = if task.is_regression() {
+        let labels = ex.iter().map(|e| if let Label::Score(s) = e.label { s as f64 } else { 0.0 }).collect();
+        Outputs::Scores { labels, preds: preds_s }
+    } else {
+        let labels = ex.iter().map(|e| if let Label::Class(c) = e.label { c } else { 0 }).collect();
+        Outputs::Classes { labels, preds: preds_c }
+    };
+    score(task, &out)
+}
+
+#[derive(Default)]
+struct BiasSnapshot {
+    path: Vec<String>,
+    out: Vec<(String, Vec<f32>)>,
+}
+
+impl ModuleVisitor for BiasSnapshot {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let path = self.path.join(".");
+        if let Some(enc) = path.strip_prefix("bert.") {
+            let hf = hf_name(enc);
+            if hf.ends_with(".bias") {
+                let v = p.val().into_data().convert::<f32>().to_vec().unwrap_or_default();
+                self.out.push((hf, v));
+            }
+        }
+    }
+}
+
+/// Every bias vector of the encoder (HF name → values).
+pub fn bias_vectors(model: &BertClassifier) -> Vec<(String, Vec<f32>)> {
+    let mut s = BiasSnapshot::default();
+    model.visit(&mut s);
+    s.out
+}
+
+/// Mean |Δ| of every bias vector between two snapshots.
+pub fn bias_changes(before: &[(String, Vec<f32>)], after: &[(String, Vec<f32>)]) -> Vec<BiasChange> {
+    before
+        .iter()
+        .zip(after)
+        .map(|((name, a), (_, b))| {
+            let d = a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).sum::<f64>() / a.len().max(1) as f64;
+            let parsed = BiasKind::parse_hf(name);
+            BiasChange { name: name.clone(), kind: parsed.map(|p| p.1), layer: parsed.map(|p| p.0), mean_abs_delta: d }
+        })
+        .collect()
+}
+
+/// What [`train`] reports while it runs.
+pub enum Event<'a> {
+    /// after every optimizer step
+    Step { epoch: usize, step: usize, steps_per_epoch: usize, loss: f64 },
+    /// after every epoch's evaluation
+    Epoch(&'a EpochRecord),
+}
+
+/// Run one fine-tuning job from its configuration, reporting progress to `on_event`.
+pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunResult> {
+    let started = Instant::now();
+    if cfg.method.is_masked() {
+        bail!("method {} (gradient-masked random subsets) is not implemented yet", cfg.method);
+    }
+    let task = cfg.task;
+    let glue = Glue::new(&cfg.data);
+    let tok = BertTokenizer::from_model_dir(&cfg.model, cfg.max_length)?;
+    let all_train = glue.load(task, Split::Train)?;
+    let keep = subset_indices(all_train.len(), cfg.train_size, cfg.data_seed);
+    let train_ex: Vec<Example> = keep.iter().map(|&i| all_train[i].clone()).collect();
+    let train_enc = encode_all(&tok, &train_ex).context("tokenising the training set")?;
+    let mut devs = Vec::new();
+    for &split in task.dev_splits() {
+        let mut ex = glue.load(task, split)?;
+        if let Some(n) = cfg.eval_size {
+            ex.truncate(n);
+        }
+        let enc = encode_all(&tok, &ex)?;
+        devs.push((split.to_string(), ex, enc));
+    }
+    let pad_to = cfg.pad_to_max_length.then_some(cfg.max_length);
+
+    let infer_dev = cfg.backend.device()?;
+    let dev = infer_dev.clone().autodiff();
+    dev.seed(cfg.seed);
+    let ckpt = Checkpoint::open(&cfg.model)?;
+    let (bert, _) = ckpt.load(&dev)?;
+    let model = BertClassifier::new(bert, &ckpt.config, task.num_outputs(), cfg.head, cfg.seed, &dev);
+    let mut trainer = Trainer::new(model, &cfg.method, cfg.optimizer, task.is_regression());
+    let ps = params(trainer.model());
+    let total_params: usize = ps.iter().map(|p| p.numel).sum();
+    let trainable_params: usize = ps.iter().filter(|p| p.require_grad).map(|p| p.numel).sum();
+    let before = bias_vectors(trainer.model());
+
+    let steps_per_epoch = train_enc.len().div_ceil(cfg.batch_size);
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    let mut order: Vec<usize> = (0..train_enc.len()).collect();
+    let mut epochs = Vec::new();
+    let mut step = 0usize;
+    let mut diverged = false;
+    let mut train_time = 0.0;
+    'epochs: for epoch in 1..=cfg.epochs {
+        let t0 = Instant::now();
+        order.shuffle(&mut rng);
+        let mut loss_sum = 0.0;
+        for (i, chunk) in order.chunks(cfg.batch_size).enumerate() {
+            let enc: Vec<&Encoded> = chunk.iter().map(|&j| &train_enc[j]).collect();
+            let ex: Vec<&Example> = chunk.iter().map(|&j| &train_ex[j]).collect();
+            let batch = Batch::collate(&enc, tok.pad_id, pad_to);
+            let lr = cfg.schedule.lr(cfg.lr, step, total_steps);
+            let (loss, _) = trainer.step(&batch, &targets(task, &ex), lr);
+            step += 1;
+            if !loss.is_finite() {
+                diverged = true;
+                break 'epochs;
+            }
+            loss_sum += loss;
+            on_event(Event::Step { epoch, step: i + 1, steps_per_epoch, loss });
+        }
+        train_time += t0.elapsed().as_secs_f64();
+        let eval_model = trainer.model().valid();
+        let train_scores =
+            cfg.eval_train.then(|| evaluate(&eval_model, task, &train_ex, &train_enc, tok.pad_id, pad_to, &infer_dev));
+        let dev_scores = devs
+            .iter()
+            .map(|(name, ex, enc)| (name.clone(), evaluate(&eval_model, task, ex, enc, tok.pad_id, pad_to, &infer_dev)))
+            .collect();
+        epochs.push(EpochRecord {
+            epoch,
+            train_loss: loss_sum / steps_per_epoch.max(1) as f64,
+            train: train_scores,
+            dev: dev_scores,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+        on_event(Event::Epoch(epochs.last().expect("just pushed")));
+    }
+    let headline = task.metrics()[0].to_string();
+    let best_epoch = epochs
+        .iter()
+        .max_by(|a, b| {
+            let h = |e: &EpochRecord| e.dev.values().map(|s| s.get(&headline).copied().unwrap_or(f64::MIN)).sum::<f64>();
+            h(a).total_cmp(&h(b)).then(b.epoch.cmp(&a.epoch)) // ties: the earlier epoch
+        })
+        .map_or(0, |e| e.epoch);
+    let after = bias_vectors(trainer.model());
+    Ok(RunResult {
+        config: cfg.clone(),
+        epochs,
+        best_epoch,
+        headline,
+        trainable_params,
+        total_params,
+        trainable_share: trainable_params as f64 / total_params as f64,
+        train_examples: train_ex.len(),
+        steps: step,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        train_examples_per_second: (step.min(total_steps) * cfg.batch_size).min(train_ex.len() * cfg.epochs) as f64
+            / train_time.max(1e-9),
+        bias_changes: bias_changes(&before, &after),
+        diverged,
+    })
+}

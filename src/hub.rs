@@ -1,0 +1,110 @@
+//! Where models and GLUE parquet files come from: a plain folder, the Hugging Face hub cache
+//! (`~/.cache/huggingface/hub` layout), or a fetch of a hub repository into that cache.
+//!
+//! The cache layout (what `huggingface_hub` writes):
+//! `<cache>/models--<org>--<name>/refs/main` holds a commit hash, and
+//! `<cache>/models--<org>--<name>/snapshots/<hash>/` the files; datasets use `datasets--` instead.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepoKind {
+    Model,
+    Dataset,
+}
+
+impl RepoKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            RepoKind::Model => "models",
+            RepoKind::Dataset => "datasets",
+        }
+    }
+}
+
+/// The hub cache folder: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+pub fn hub_cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("HF_HUB_CACHE") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("HF_HOME") {
+        return PathBuf::from(p).join("hub");
+    }
+    dirs::home_dir().unwrap_or_else(|| PathBuf::from(".")).join(".cache").join("huggingface").join("hub")
+}
+
+/// `models--org--name` for `org/name` (and `models--name` for a bare name such as `bert-base-cased`).
+pub fn cache_repo_folder(kind: RepoKind, repo_id: &str) -> String {
+    format!("{}--{}", kind.prefix(), repo_id.replace('/', "--"))
+}
+
+/// The snapshot folder of `repo_id` in the cache at `cache`, for `revision` (a ref such as
+/// `main`, or a commit hash). Falls back to the only snapshot when the ref file is absent.
+pub fn cached_snapshot(cache: &Path, kind: RepoKind, repo_id: &str, revision: &str) -> Result<PathBuf> {
+    let repo = cache.join(cache_repo_folder(kind, repo_id));
+    let snaps = repo.join("snapshots");
+    if !snaps.is_dir() {
+        bail!(
+            "{repo_id} is not in the Hugging Face cache ({} does not exist); fetch it with `repro fetch {repo_id}` \
+             on a machine with internet, or pass a model folder",
+            snaps.display()
+        );
+    }
+    let ref_file = repo.join("refs").join(revision);
+    let commit = if ref_file.is_file() {
+        std::fs::read_to_string(&ref_file)?.trim().to_string()
+    } else if snaps.join(revision).is_dir() {
+        revision.to_string()
+    } else {
+        let all: Vec<_> = std::fs::read_dir(&snaps)?.flatten().filter(|e| e.path().is_dir()).collect();
+        match all.as_slice() {
+            [one] => one.file_name().to_string_lossy().into_owned(),
+            _ => bail!(
+                "{repo_id}: no ref `{revision}` in {} and {} snapshots to choose from; pass a commit hash as revision",
+                repo.join("refs").display(),
+                all.len()
+            ),
+        }
+    };
+    let dir = snaps.join(&commit);
+    if !dir.is_dir() {
+        bail!("{repo_id}: ref `{revision}` points at {commit}, but {} is missing", dir.display());
+    }
+    Ok(dir)
+}
+
+/// Resolve what the user typed as a model: an existing folder with `config.json`, or a hub id
+/// (`bert-base-cased`, `org/name`, optionally `@revision`) found in the hub cache.
+pub fn resolve_model(spec: &str) -> Result<PathBuf> {
+    let p = Path::new(spec);
+    if p.is_dir() {
+        if !p.join("config.json").is_file() {
+            bail!("{}: not a model folder (no config.json); expected an HF model folder", p.display());
+        }
+        return Ok(p.to_path_buf());
+    }
+    if spec.starts_with('.') || spec.starts_with('/') || spec.matches('/').count() > 1 {
+        bail!("model folder {spec} does not exist; run scripts/fetch_minilm.sh or pass an HF model folder");
+    }
+    let (id, rev) = spec.split_once('@').unwrap_or((spec, "main"));
+    cached_snapshot(&hub_cache_dir(), RepoKind::Model, id, rev)
+        .with_context(|| format!("model `{spec}` is neither a folder nor in the Hugging Face cache"))
+}
+
+/// Resolve a GLUE data root: a folder, or `hf:nyu-mll/glue` (any dataset id) from the hub cache.
+pub fn resolve_data(spec: &str) -> Result<PathBuf> {
+    if let Some(id) = spec.strip_prefix("hf:") {
+        let (id, rev) = id.split_once('@').unwrap_or((id, "main"));
+        return cached_snapshot(&hub_cache_dir(), RepoKind::Dataset, id, rev);
+    }
+    let p = Path::new(spec);
+    if !p.is_dir() {
+        bail!(
+            "data folder {} does not exist; pass --data with a GLUE folder (TSV layout) or hf:nyu-mll/glue after `repro fetch --dataset nyu-mll/glue`",
+            p.display()
+        );
+    }
+    Ok(p.to_path_buf())
+}

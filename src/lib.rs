@@ -1,0 +1,19 @@
+//! bitfit-repro: reproduce BitFit (Ben Zaken, Ravfogel, Goldberg, ACL 2022) with burn.
+//!
+//! Data flows one way: grid → runs → store → report. Modules, one per noun:
+//! [`data`] (GLUE readers), [`tokenize`] (WordPiece), [`model`] (BERT in burn, HF loading),
+//! [`finetune`] (methods and training), [`metrics`], [`grid`] (TOML grids → runs), [`store`]
+//! (results on disk), [`runner`] (grid × store → trained runs), [`inspect`] (parameter
+//! accounting), [`hub`] (where models and data come from), [`backend`] (compute backends).
+
+pub mod backend;
+pub mod data;
+pub mod finetune;
+pub mod grid;
+pub mod hub;
+pub mod inspect;
+pub mod metrics;
+pub mod model;
+pub mod runner;
+pub mod store;
+pub mod tokenize;

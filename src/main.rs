@@ -1,0 +1,335 @@
+//! `repro`: the command line. Thin: parse arguments, call the library, print.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use bitfit_repro::{backend::Backend, data, hub, inspect, model, tokenize};
+
+#[derive(Parser)]
+#[command(name = "repro", version, about = "Reproduce BitFit: bias-only fine-tuning of BERT encoders, with burn")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Architecture, parameter counts per group and per bias kind (b_q … b_LN2), and each
+    /// method's trainable share. MODEL is an HF model folder or a hub id in the HF cache.
+    Inspect {
+        /// model folder or hub id (omit with --shape)
+        model: Option<String>,
+        /// count for a named shape instead of a checkpoint: bert-base-cased, bert-large-cased
+        #[arg(long)]
+        shape: Option<String>,
+        /// also load the weights on this backend and check every tensor fits
+        #[arg(long, default_value = "ndarray")]
+        backend: Backend,
+        /// print JSON instead of tables
+        #[arg(long)]
+        json: bool,
+    },
+    /// Row counts and label distributions of the GLUE tasks found in a data folder.
+    Data {
+        /// GLUE folder (TSV layout or nyu-mll/glue parquet layout), or hf:nyu-mll/glue
+        #[arg(long, default_value = "../shared/data/glue")]
+        data: String,
+        /// tasks to list (default: all found)
+        tasks: Vec<String>,
+    },
+    /// One fine-tuning run from flags (the counterpart of the reference run_glue.py); prints
+    /// per-epoch metrics and writes the run record as JSON.
+    Train(TrainArgs),
+    /// Train every run of a grid that the store does not hold yet (resumes after a crash).
+    Run(RunArgs),
+    /// Show which runs of a grid are done, running, failed or pending.
+    Status {
+        grid: PathBuf,
+        /// override a setting: key=value (TOML value; a list becomes an axis)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Tokenise a sentence (or a pair) with a model's tokenizer and print the ids.
+    Tokenize {
+        model: String,
+        text: String,
+        pair: Option<String>,
+        #[arg(long, default_value_t = 128)]
+        max_length: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// the grid file (experiments/*.toml)
+    grid: PathBuf,
+    /// override a setting: key=value in TOML syntax, e.g. --set epochs=3 --set seeds=[0,1] --set store=DIR
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// print the expanded runs and their state; train nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// train runs that failed before, too
+    #[arg(long)]
+    retry_failed: bool,
+    /// local worker processes sharing the store
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// this machine's part of the grid: i/n (0-based), e.g. 0/4
+    #[arg(long)]
+    shard: Option<String>,
+    /// no progress output (used by worker processes)
+    #[arg(long, hide = true)]
+    quiet: bool,
+}
+
+fn load_grid(path: &std::path::Path, set: &[String]) -> Result<bitfit_repro::grid::Grid> {
+    let mut g = bitfit_repro::grid::Grid::from_file(path)?;
+    for s in set {
+        g.apply_set(s)?;
+    }
+    Ok(g)
+}
+
+fn run_grid(a: RunArgs) -> Result<()> {
+    use bitfit_repro::{runner, store::Store};
+    let grid = load_grid(&a.grid, &a.set)?;
+    let shard = a.shard.as_deref().map(runner::parse_shard).transpose()?;
+    let runs = runner::plan(&grid)?;
+    let store = Store::open(&grid.store)?;
+    if a.dry_run {
+        runner::print_status(&grid, &runs, &store);
+        return Ok(());
+    }
+    let mut children = Vec::new();
+    if a.jobs > 1 {
+        let mut args = vec!["run".to_string(), a.grid.display().to_string()];
+        for s in &a.set {
+            args.push(format!("--set={s}"));
+        }
+        if let Some(s) = &a.shard {
+            args.push(format!("--shard={s}"));
+        }
+        if a.retry_failed {
+            args.push("--retry-failed".into());
+        }
+        children = runner::spawn_workers(a.jobs - 1, &args)?;
+    }
+    let opts = runner::RunOptions { retry_failed: a.retry_failed, shard, quiet: a.quiet };
+    let s = runner::execute(&grid, &runs, &store, &opts)?;
+    runner::wait_workers(children)?;
+    if !a.quiet {
+        println!(
+            "grid {}: {} trained, {} diverged, {} failed, {} already done, {} taken by other workers — store {}",
+            grid.name, s.trained, s.diverged, s.failed, s.skipped_done, s.skipped_locked, store.root.display()
+        );
+    }
+    if s.failed > 0 {
+        anyhow::bail!("{} run(s) failed; see their log.txt in the store, fix, and rerun with --retry-failed", s.failed);
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI
+    #[arg(long)]
+    task: String,
+    /// HF model folder or hub id in the HF cache
+    #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+    model: String,
+    /// GLUE folder (TSV or nyu-mll/glue parquet layout) or hf:nyu-mll/glue
+    #[arg(long, default_value = "../shared/data/glue")]
+    data: String,
+    /// full_ft, bitfit, frozen, b_q+b_m2 (any bias kinds), ref:query,intermediate
+    #[arg(long, default_value = "bitfit")]
+    method: String,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 16)]
+    epochs: usize,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 128)]
+    max_length: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// seed of the training-size subset (default: 0)
+    #[arg(long, default_value_t = 0)]
+    data_seed: u64,
+    /// train on a random subset of this many examples
+    #[arg(long)]
+    train_size: Option<usize>,
+    /// ndarray, flex, tch, tch-cuda
+    #[arg(long, default_value = "ndarray")]
+    backend: Backend,
+    /// classifier input: pooler (HF default), cls, mean
+    #[arg(long, default_value = "pooler")]
+    head: String,
+    /// linear warm-up ratio (then linear decay); default: constant learning rate
+    #[arg(long)]
+    warmup_ratio: Option<f64>,
+    /// skip scoring the training set after each epoch
+    #[arg(long)]
+    no_eval_train: bool,
+    /// pad every batch to --max-length like the reference code (default: pad per batch)
+    #[arg(long)]
+    pad_to_max_length: bool,
+    /// write the run record (config, epochs, bias changes) here as JSON
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    use bitfit_repro::finetune::{self, TrainConfig, train::Schedule};
+    let task: data::Task = a.task.parse()?;
+    let model = hub::resolve_model(&a.model)?;
+    let data_dir = hub::resolve_data(&a.data)?;
+    let mut cfg = TrainConfig::reference(task, model, data_dir, finetune::Method::parse(&a.method)?, a.lr);
+    cfg.epochs = a.epochs;
+    cfg.batch_size = a.batch_size;
+    cfg.max_length = a.max_length;
+    cfg.seed = a.seed;
+    cfg.data_seed = a.data_seed;
+    cfg.train_size = a.train_size;
+    cfg.backend = a.backend;
+    cfg.head = a.head.parse()?;
+    cfg.schedule = a.warmup_ratio.map_or(Schedule::Constant, |r| Schedule::Linear { warmup_ratio: r });
+    cfg.eval_train = !a.no_eval_train;
+    cfg.pad_to_max_length = a.pad_to_max_length;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+            .expect("valid template"),
+    );
+    let result = finetune::train(&cfg, |ev| {
+        if let finetune::train::Event::Step { epoch, step, steps_per_epoch, loss } = ev {
+            bar.set_length(steps_per_epoch as u64);
+            bar.set_position(step as u64);
+            bar.set_message(format!("{epoch}/{} loss {loss:.4}", cfg.epochs));
+        }
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "{task} {} lr {} seed {}: {} train examples, trainable {} of {} ({:.4}%), {:.1} train examples/s",
+        cfg.method,
+        cfg.lr,
+        cfg.seed,
+        result.train_examples,
+        result.trainable_params,
+        result.total_params,
+        100.0 * result.trainable_share,
+        result.train_examples_per_second
+    );
+    for e in &result.epochs {
+        let fmt = |s: &bitfit_repro::finetune::train::Scores| {
+            s.iter().map(|(k, v)| format!("{k} {:.1}", 100.0 * v)).collect::<Vec<_>>().join(", ")
+        };
+        let dev: Vec<String> = e.dev.iter().map(|(n, s)| format!("{n}: {}", fmt(s))).collect();
+        let train = e.train.as_ref().map(|s| format!(" | train: {}", fmt(s))).unwrap_or_default();
+        println!("epoch {:>2}: loss {:.4} | {}{} ({:.0} s)", e.epoch, e.train_loss, dev.join(" | "), train, e.seconds);
+    }
+    println!("best epoch {} by dev {}{}", result.best_epoch, result.headline, if result.diverged { " (DIVERGED)" } else { "" });
+    if let Some(out) = a.out {
+        let tmp = out.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&result)?)?;
+        std::fs::rename(&tmp, &out)?;
+        println!("run record written to {}", out.display());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Inspect { model, shape, backend, json } => {
+            let cfg = match (&model, shape.as_deref()) {
+                (_, Some("bert-base-cased")) => model::BertConfig::bert_base_cased(),
+                (_, Some("bert-large-cased")) => model::BertConfig::bert_large_cased(),
+                (_, Some(s)) => anyhow::bail!("--shape `{s}`: valid shapes are bert-base-cased, bert-large-cased"),
+                (Some(m), None) => {
+                    let dir = hub::resolve_model(m)?;
+                    let ckpt = model::Checkpoint::open(&dir)?;
+                    let (_, report) = ckpt.load(&backend.device()?)?;
+                    if !json {
+                        println!(
+                            "{}: {} tensors loaded{}",
+                            report.file.display(),
+                            report.applied,
+                            if report.ignored.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", ignored (heads/buffers): {}", report.ignored.join(", "))
+                            }
+                        );
+                    }
+                    ckpt.config
+                }
+                (None, None) => anyhow::bail!("give a MODEL folder or --shape"),
+            };
+            let ins = inspect::inspect(&cfg);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ins)?);
+            } else {
+                print!("{}", ins.render());
+            }
+        }
+        Cmd::Data { data: root, tasks } => {
+            let glue = data::Glue::new(hub::resolve_data(&root)?);
+            let tasks: Vec<data::Task> = if tasks.is_empty() {
+                data::Task::all().to_vec()
+            } else {
+                tasks.iter().map(|t| t.parse()).collect::<Result<_>>()?
+            };
+            println!("{:<6} {:<15} {:>7}  {:<40} file", "task", "split", "rows", "labels");
+            for t in tasks {
+                for split in [data::Split::Train, data::Split::Dev, data::Split::DevMismatched, data::Split::Test] {
+                    if split == data::Split::DevMismatched && t != data::Task::Mnli {
+                        continue;
+                    }
+                    let Ok(file) = glue.locate(t, split) else { continue };
+                    let ex = glue.load(t, split)?;
+                    let labels = if t.is_regression() {
+                        String::from("(scores)")
+                    } else {
+                        let c = data::label_counts(t, &ex);
+                        if c.iter().sum::<usize>() == 0 {
+                            "(unlabelled)".into()
+                        } else {
+                            t.labels().iter().zip(c).map(|(l, n)| format!("{l}:{n}")).collect::<Vec<_>>().join(" ")
+                        }
+                    };
+                    let f: PathBuf = file.paths()[0].to_path_buf();
+                    println!("{:<6} {:<15} {:>7}  {:<40} {}", t.name(), split.to_string(), ex.len(), labels, f.display());
+                }
+            }
+        }
+        Cmd::Train(a) => train(a)?,
+        Cmd::Run(a) => run_grid(a)?,
+        Cmd::Status { grid, set } => {
+            let grid = load_grid(&grid, &set)?;
+            let runs = bitfit_repro::runner::plan(&grid)?;
+            let store = bitfit_repro::store::Store::open(&grid.store)?;
+            bitfit_repro::runner::print_status(&grid, &runs, &store);
+        }
+        Cmd::Tokenize { model, text, pair, max_length } => {
+            let dir = hub::resolve_model(&model)?;
+            let tok = tokenize::BertTokenizer::from_model_dir(&dir, max_length)?;
+            let e = tok.encode(&text, pair.as_deref())?;
+            println!("input_ids: {:?}\ntoken_type_ids: {:?}", e.input_ids, e.token_type_ids);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,727 @@
+//! A BERT encoder in burn whose structure mirrors Hugging Face's `BertModel` field by field, so that
+//! every tensor of an HF checkpoint has exactly one home, and every bias vector can be named by the
+//! paper's notation (b_q, b_k, b_v, b_m1, b_LN1, b_m2, b_m3, b_LN2).
+//!
+//! burn paths differ from HF names in three mechanical ways, undone by [`hf_name`]:
+//! `attention.self` → `attention.self_attn` (`self` is a Rust keyword), `LayerNorm` →
+//! `layer_norm`, and LayerNorm `weight`/`bias` → `gamma`/`beta` (burn's names).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::module::{ModuleVisitor, Param};
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{softmax, tanh};
+
+use crate::tokenize::Batch;
+
+// ---------------------------------------------------------------------------------------------
+// config
+
+/// The fields of an HF BERT `config.json` that shape the model.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_ln_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub model_type: Option<String>,
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
+}
+
+fn default_max_pos() -> usize {
+    512
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_ln_eps() -> f64 {
+    1e-12
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+
+impl BertConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let cfg: BertConfig =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a BERT config.json", path.display()))?;
+        cfg.validate().with_context(|| format!("{}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if let Some(t) = &self.model_type
+            && t != "bert"
+        {
+            bail!("model_type `{t}` is not supported (only `bert`)");
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            bail!("hidden_size {} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads);
+        }
+        if !matches!(self.hidden_act.as_str(), "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu") {
+            bail!("hidden_act `{}` is not supported (gelu, gelu_new, relu)", self.hidden_act);
+        }
+        Ok(())
+    }
+
+    /// bert-base-cased's shape (for `repro inspect --shape bert-base` and the benchmarks).
+    pub fn bert_base_cased() -> Self {
+        BertConfig {
+            vocab_size: 28996,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            hidden_dropout_prob: 0.1,
+            attention_probs_dropout_prob: 0.1,
+            hidden_act: "gelu".into(),
+            model_type: Some("bert".into()),
+            pad_token_id: Some(0),
+        }
+    }
+
+    /// bert-large-cased's shape.
+    pub fn bert_large_cased() -> Self {
+        BertConfig {
+            hidden_size: 1024,
+            num_hidden_layers: 24,
+            num_attention_heads: 16,
+            intermediate_size: 4096,
+            ..Self::bert_base_cased()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// paper notation
+
+/// The bias kinds of one BERT layer, in the paper's notation (Table 3 / Fig. 1 rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[allow(non_camel_case_types)]
+pub enum BiasKind {
+    b_q,
+    b_k,
+    b_v,
+    b_m1,
+    b_LN1,
+    b_m2,
+    b_m3,
+    b_LN2,
+}
+
+impl BiasKind {
+    pub const ALL: [BiasKind; 8] = [
+        BiasKind::b_q,
+        BiasKind::b_k,
+        BiasKind::b_v,
+        BiasKind::b_m1,
+        BiasKind::b_LN1,
+        BiasKind::b_m2,
+        BiasKind::b_m3,
+        BiasKind::b_LN2,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BiasKind::b_q => "b_q",
+            BiasKind::b_k => "b_k",
+            BiasKind::b_v => "b_v",
+            BiasKind::b_m1 => "b_m1",
+            BiasKind::b_LN1 => "b_LN1",
+            BiasKind::b_m2 => "b_m2",
+            BiasKind::b_m3 => "b_m3",
+            BiasKind::b_LN2 => "b_LN2",
+        }
+    }
+
+    /// HF parameter name under `encoder.layer.ℓ.`
+    pub fn hf_suffix(self) -> &'static str {
+        match self {
+            BiasKind::b_q => "attention.self.query.bias",
+            BiasKind::b_k => "attention.self.key.bias",
+            BiasKind::b_v => "attention.self.value.bias",
+            BiasKind::b_m1 => "attention.output.dense.bias",
+            BiasKind::b_LN1 => "attention.output.LayerNorm.bias",
+            BiasKind::b_m2 => "intermediate.dense.bias",
+            BiasKind::b_m3 => "output.dense.bias",
+            BiasKind::b_LN2 => "output.LayerNorm.bias",
+        }
+    }
+
+    /// The HF name of this bias in layer `layer` (0-based).
+    pub fn hf_name(self, layer: usize) -> String {
+        format!("encoder.layer.{layer}.{}", self.hf_suffix())
+    }
+
+    /// Which kind (and layer) an HF parameter name is, if it is a layer bias.
+    pub fn parse_hf(name: &str) -> Option<(usize, BiasKind)> {
+        let rest = name.strip_prefix("encoder.layer.")?;
+        let (layer, suffix) = rest.split_once('.')?;
+        let layer = layer.parse().ok()?;
+        BiasKind::ALL.iter().find(|k| k.hf_suffix() == suffix).map(|k| (layer, *k))
+    }
+}
+
+impl fmt::Display for BiasKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BiasKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<BiasKind> {
+        BiasKind::ALL.iter().copied().find(|k| k.name() == s).ok_or_else(|| {
+            let names: Vec<_> = BiasKind::ALL.iter().map(|k| k.name()).collect();
+            anyhow!("unknown bias term `{s}`; valid: {}", names.join(", "))
+        })
+    }
+}
+
+/// The HF parameter name of a burn parameter path of [`BertModel`] (or of the classifier model,
+/// whose encoder lives under `bert.`).
+pub fn hf_name(burn_path: &str) -> String {
+    let mut parts: Vec<String> = burn_path.split('.').map(str::to_string).collect();
+    let is_ln = parts.len() >= 2 && parts[parts.len() - 2] == "layer_norm";
+    for p in parts.iter_mut() {
+        match p.as_str() {
+            "self_attn" => *p = "self".into(),
+            "layer_norm" => *p = "LayerNorm".into(),
+            "gamma" if is_ln => *p = "weight".into(),
+            "beta" if is_ln => *p = "bias".into(),
+            _ => {}
+        }
+    }
+    parts.join(".")
+}
+
+// ---------------------------------------------------------------------------------------------
+// modules
+
+/// How the sequence-classification head reads the encoder output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadPooling {
+    /// HF's BertForSequenceClassification: pooler (dense + tanh on [CLS]) → dropout → linear.
+    #[default]
+    Pooler,
+    /// [CLS] hidden state → dropout → linear (pooler unused).
+    Cls,
+    /// mean of the non-padding hidden states → dropout → linear (pooler unused).
+    Mean,
+}
+
+impl std::str::FromStr for HeadPooling {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "pooler" => Ok(HeadPooling::Pooler),
+            "cls" => Ok(HeadPooling::Cls),
+            "mean" => Ok(HeadPooling::Mean),
+            _ => bail!("unknown head pooling `{s}`; valid: pooler, cls, mean"),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertEmbeddings {
+    pub word_embeddings: Embedding,
+    pub position_embeddings: Embedding,
+    pub token_type_embeddings: Embedding,
+    pub layer_norm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub dropout: Dropout,
+    pub num_heads: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct BertSelfOutput {
+    pub dense: Linear,
+    pub layer_norm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+#[derive(Module, Debug)]
+pub struct BertAttention {
+    pub self_attn: BertSelfAttention,
+    pub output: BertSelfOutput,
+}
+
+#[derive(Module, Debug)]
+pub struct BertIntermediate {
+    pub dense: Linear,
+    /// 0 = exact erf GELU, 1 = tanh-approximate GELU, 2 = ReLU
+    pub act: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct BertOutput {
+    pub dense: Linear,
+    pub layer_norm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    pub attention: BertAttention,
+    pub intermediate: BertIntermediate,
+    pub output: BertOutput,
+}
+
+#[derive(Module, Debug)]
+pub struct BertEncoder {
+    pub layer: Vec<BertLayer>,
+}
+
+#[derive(Module, Debug)]
+pub struct BertPooler {
+    pub dense: Linear,
+}
+
+/// HF `BertModel`: embeddings → N post-LN layers → pooler.
+#[derive(Module, Debug)]
+pub struct BertModel {
+    pub embeddings: BertEmbeddings,
+    pub encoder: BertEncoder,
+    pub pooler: BertPooler,
+}
+
+fn linear(i: usize, o: usize, dev: &Device) -> Linear {
+    LinearConfig::new(i, o).init(dev)
+}
+fn ln(cfg: &BertConfig, dev: &Device) -> LayerNorm {
+    LayerNormConfig::new(cfg.hidden_size).with_epsilon(cfg.layer_norm_eps).init(dev)
+}
+
+impl BertModel {
+    /// A randomly initialised model of the given shape (weights are then loaded over it).
+    pub fn init(cfg: &BertConfig, dev: &Device) -> Self {
+        let h = cfg.hidden_size;
+        let hd = DropoutConfig::new(cfg.hidden_dropout_prob);
+        let act = match cfg.hidden_act.as_str() {
+            "gelu" => 0,
+            "relu" => 2,
+            _ => 1,
+        };
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|_| BertLayer {
+                attention: BertAttention {
+                    self_attn: BertSelfAttention {
+                        query: linear(h, h, dev),
+                        key: linear(h, h, dev),
+                        value: linear(h, h, dev),
+                        dropout: DropoutConfig::new(cfg.attention_probs_dropout_prob).init(),
+                        num_heads: cfg.num_attention_heads,
+                    },
+                    output: BertSelfOutput { dense: linear(h, h, dev), layer_norm: ln(cfg, dev), dropout: hd.init() },
+                },
+                intermediate: BertIntermediate { dense: linear(h, cfg.intermediate_size, dev), act },
+                output: BertOutput {
+                    dense: linear(cfg.intermediate_size, h, dev),
+                    layer_norm: ln(cfg, dev),
+                    dropout: hd.init(),
+                },
+            })
+            .collect();
+        BertModel {
+            embeddings: BertEmbeddings {
+                word_embeddings: EmbeddingConfig::new(cfg.vocab_size, h).init(dev),
+                position_embeddings: EmbeddingConfig::new(cfg.max_position_embeddings, h).init(dev),
+                token_type_embeddings: EmbeddingConfig::new(cfg.type_vocab_size, h).init(dev),
+                layer_norm: ln(cfg, dev),
+                dropout: hd.init(),
+            },
+            encoder: BertEncoder { layer: layers },
+            pooler: BertPooler { dense: linear(h, h, dev) },
+        }
+    }
+
+    /// Last hidden states `[batch, seq, hidden]`.
+    /// `mask` is the attention mask as floats (1 = token, 0 = padding), `[batch, seq]`.
+    pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        let [b, s] = input_ids.dims();
+        let dev = input_ids.device();
+        let pos = Tensor::<1, Int>::arange(0..s as i64, &dev).reshape([1, s]).expand([b, s]);
+        let e = &self.embeddings;
+        let x = e.word_embeddings.forward(input_ids)
+            + e.position_embeddings.forward(pos)
+            + e.token_type_embeddings.forward(token_type_ids);
+        let mut x = e.dropout.forward(e.layer_norm.forward(x));
+        // additive mask [b, 1, 1, s]: 0 for tokens, -10000 for padding (as transformers 4.2.1)
+        let add_mask = ((mask - 1.0) * 10000.0).reshape([b, 1, 1, s]);
+        for layer in &self.encoder.layer {
+            x = layer.forward(x, add_mask.clone());
+        }
+        x
+    }
+
+    /// HF pooler output: tanh(dense(hidden[:, 0])).
+    pub fn pool(&self, hidden: Tensor<3>) -> Tensor<2> {
+        let [b, _, h] = hidden.dims();
+        let cls = hidden.slice([0..b, 0..1]).reshape([b, h]);
+        tanh(self.pooler.dense.forward(cls))
+    }
+}
+
+impl BertLayer {
+    fn forward(&self, x: Tensor<3>, add_mask: Tensor<4>) -> Tensor<3> {
+        let a = &self.attention;
+        let ctx = a.self_attn.forward(x.clone(), add_mask);
+        let o = &a.output;
+        let x = o.layer_norm.forward(o.dropout.forward(o.dense.forward(ctx)) + x);
+        let inter = self.intermediate.forward(x.clone());
+        let o = &self.output;
+        o.layer_norm.forward(o.dropout.forward(o.dense.forward(inter)) + x)
+    }
+}
+
+impl BertSelfAttention {
+    fn forward(&self, x: Tensor<3>, add_mask: Tensor<4>) -> Tensor<3> {
+        let [b, s, h] = x.dims();
+        let nh = self.num_heads;
+        let hd = h / nh;
+        let heads = |t: Tensor<3>| t.reshape([b, s, nh, hd]).swap_dims(1, 2); // [b, nh, s, hd]
+        let q = heads(self.query.forward(x.clone()));
+        let k = heads(self.key.forward(x.clone()));
+        let v = heads(self.value.forward(x));
+        let scores = q.matmul(k.transpose()) / (hd as f64).sqrt() + add_mask;
+        let probs = self.dropout.forward(softmax(scores, 3));
+        probs.matmul(v).swap_dims(1, 2).reshape([b, s, h])
+    }
+}
+
+impl BertIntermediate {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = self.dense.forward(x);
+        match self.act {
+            // Exact erf GELU composed from primitive ops: burn-ndarray 0.22's fused gelu backward
+            // uses the tanh approximation's derivative, which would break the golden-step test.
+            0 => x.clone() * ((x / std::f64::consts::SQRT_2).erf() + 1.0) * 0.5,
+            1 => burn::tensor::activation::gelu_approximate(x),
+            _ => burn::tensor::activation::relu(x),
+        }
+    }
+}
+
+/// Move a tokenised batch onto `dev`: ids, token types, float mask.
+pub fn batch_tensors(b: &Batch, dev: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>) {
+    let shape = [b.batch_size, b.seq_len];
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(b.input_ids.clone(), shape), dev);
+    let tt = Tensor::<2, Int>::from_data(TensorData::new(b.token_type_ids.clone(), shape), dev);
+    let mask: Vec<f32> = b.attention_mask.iter().map(|&m| m as f32).collect();
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, shape), dev);
+    (ids, tt, mask)
+}
+
+// ---------------------------------------------------------------------------------------------
+// classification head
+
+/// HF `BertForSequenceClassification` (num_labels outputs; 1 = regression), with the pooling
+/// choice of [`HeadPooling`].
+#[derive(Module, Debug)]
+pub struct BertClassifier {
+    pub bert: BertModel,
+    pub dropout: Dropout,
+    pub classifier: Linear,
+    #[module(skip)]
+    pub pooling: HeadPooling,
+}
+
+impl BertClassifier {
+    /// Wrap a loaded encoder with a new head: weight N(0, 0.02), bias 0, as HF's `_init_weights`.
+    /// The weight is drawn from `seed` on the CPU so every backend starts from the same head.
+    pub fn new(bert: BertModel, cfg: &BertConfig, num_labels: usize, pooling: HeadPooling, seed: u64, dev: &Device) -> Self {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, Normal};
+        let h = cfg.hidden_size;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let normal = Normal::new(0.0f32, 0.02).expect("valid normal");
+        let w: Vec<f32> = (0..h * num_labels).map(|_| normal.sample(&mut rng)).collect();
+        let mut classifier = linear(h, num_labels, dev);
+        classifier.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [h, num_labels]), dev));
+        classifier.bias = Some(Param::from_tensor(Tensor::zeros([num_labels], dev)));
+        BertClassifier { bert, dropout: DropoutConfig::new(cfg.hidden_dropout_prob).init(), classifier, pooling }
+    }
+
+    /// Set the head from HF-layout tensors (`classifier.weight` is `[num_labels, hidden]`).
+    pub fn set_head(&mut self, weight_out_in: &[f32], bias: &[f32], dev: &Device) {
+        let n = bias.len();
+        let h = weight_out_in.len() / n;
+        let mut w = vec![0f32; h * n];
+        for o in 0..n {
+            for i in 0..h {
+                w[i * n + o] = weight_out_in[o * h + i];
+            }
+        }
+        self.classifier.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [h, n]), dev));
+        self.classifier.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias.to_vec(), [n]), dev)));
+    }
+
+    /// Logits `[batch, num_labels]`.
+    pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        let hidden = self.bert.forward(input_ids, token_type_ids, mask.clone());
+        let [b, s, h] = hidden.dims();
+        let features = match self.pooling {
+            HeadPooling::Pooler => self.bert.pool(hidden),
+            HeadPooling::Cls => hidden.slice([0..b, 0..1]).reshape([b, h]),
+            HeadPooling::Mean => {
+                let m = mask.reshape([b, s, 1]);
+                let summed = (hidden * m.clone()).sum_dim(1).reshape([b, h]);
+                summed / m.sum_dim(1).reshape([b, 1]).clamp_min(1.0)
+            }
+        };
+        self.classifier.forward(self.dropout.forward(features))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// parameters by name
+
+/// One parameter tensor: its burn path, HF name, shape and trainability.
+#[derive(Clone, Debug)]
+pub struct ParamInfo {
+    pub path: String,
+    pub hf_name: String,
+    pub shape: Vec<usize>,
+    pub numel: usize,
+    pub require_grad: bool,
+    pub id: burn::module::ParamId,
+}
+
+#[derive(Default)]
+struct Lister {
+    path: Vec<String>,
+    out: Vec<ParamInfo>,
+}
+
+impl ModuleVisitor for Lister {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let path = self.path.join(".");
+        let shape = p.lazy_shape().dims.to_vec();
+        self.out.push(ParamInfo {
+            hf_name: hf_name(&path),
+            numel: shape.iter().product(),
+            shape,
+            path,
+            require_grad: p.is_require_grad(),
+            id: p.id,
+        });
+    }
+}
+
+/// Every float parameter of a module, in declaration order.
+pub fn params<M: Module>(m: &M) -> Vec<ParamInfo> {
+    let mut l = Lister::default();
+    m.visit(&mut l);
+    l.out
+}
+
+// ---------------------------------------------------------------------------------------------
+// loading HF checkpoints
+
+/// What loading a checkpoint found.
+#[derive(Clone, Debug, Default)]
+pub struct LoadReport {
+    pub file: PathBuf,
+    pub applied: usize,
+    /// checkpoint keys that belong to known heads (`cls.*`, `classifier.*`) or buffers
+    /// (`position_ids`) and were ignored
+    pub ignored: Vec<String>,
+    /// the checkpoint's `classifier.weight`/`classifier.bias` (HF layout), if it has them
+    pub classifier: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// A BERT checkpoint folder: its config and weights file.
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub config: BertConfig,
+    pub weights: PathBuf,
+}
+
+impl Checkpoint {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let st = dir.join("model.safetensors");
+        let bin = dir.join("pytorch_model.bin");
+        let weights = if st.is_file() {
+            st
+        } else if bin.is_file() {
+            bin
+        } else {
+            bail!("{}: no model.safetensors or pytorch_model.bin; an HF model folder needs one of them", dir.display())
+        };
+        Ok(Checkpoint { dir: dir.to_path_buf(), config, weights })
+    }
+
+    /// Build the encoder on `dev` and load the checkpoint's tensors into it.
+    pub fn load(&self, dev: &Device) -> Result<(BertModel, LoadReport)> {
+        let mut model = BertModel::init(&self.config, dev);
+        let report = load_weights(&mut model, &self.weights)?;
+        Ok((model, report))
+    }
+}
+
+fn is_ignorable(key: &str) -> bool {
+    key.starts_with("cls.")
+        || key.starts_with("classifier.")
+        || key.ends_with("position_ids")
+        || key.starts_with("qa_outputs.")
+}
+
+/// Load an HF BERT checkpoint (`bert.` prefix or not; LayerNorm `weight/bias` or the old
+/// `gamma/beta`; PyTorch `[out, in]` Linear weights) into `model`. Any missing, unexpected or
+/// mis-shaped tensor is an error that lists all of them.
+pub fn load_weights(model: &mut BertModel, file: &Path) -> Result<LoadReport> {
+    use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter};
+    let remap: [(&str, &str); 5] = [
+        (r"^bert\.", ""),
+        (r"\.attention\.self\.", ".attention.self_attn."),
+        (r"LayerNorm\.gamma$", "LayerNorm.weight"),
+        (r"LayerNorm\.beta$", "LayerNorm.bias"),
+        (r"LayerNorm", "layer_norm"),
+    ];
+    let is_bin = file.extension().is_some_and(|e| e == "bin");
+    let result = if is_bin {
+        // PytorchStore always applies PyTorchToBurnAdapter itself
+        let mut store = burn_store::PytorchStore::from_file(file).allow_partial(true).validate(false);
+        for (a, b) in remap {
+            store = store.with_key_remapping(a, b);
+        }
+        model.load_from(&mut store).map_err(|e| anyhow!("{}: {e}", file.display()))?
+    } else {
+        let mut store = burn_store::SafetensorsStore::from_file(file)
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .allow_partial(true)
+            .validate(false);
+        for (a, b) in remap {
+            store = store.with_key_remapping(a, b);
+        }
+        model.load_from(&mut store).map_err(|e| anyhow!("{}: {e}", file.display()))?
+    };
+    let mut problems = Vec::new();
+    let missing: Vec<String> = result.missing.iter().map(|(p, _)| hf_name(p)).collect();
+    if !missing.is_empty() {
+        problems.push(format!("missing tensors: {}", missing.join(", ")));
+    }
+    let mut ignored = Vec::new();
+    let mut unexpected = Vec::new();
+    for k in &result.unused {
+        let hf = hf_name(k);
+        if is_ignorable(&hf) { ignored.push(hf) } else { unexpected.push(hf) }
+    }
+    if !unexpected.is_empty() {
+        problems.push(format!("unexpected tensors: {}", unexpected.join(", ")));
+    }
+    if !result.errors.is_empty() {
+        let errs: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+        problems.push(format!("mis-shaped or unreadable tensors: {}", errs.join("; ")));
+    }
+    if !problems.is_empty() {
+        bail!("{} does not fit the model of config.json: {}", file.display(), problems.join(" | "));
+    }
+    let classifier = if is_bin { None } else { read_classifier(file)? };
+    Ok(LoadReport { file: file.to_path_buf(), applied: result.applied.len(), ignored, classifier })
+}
+
+/// The `classifier.weight`/`classifier.bias` of a safetensors checkpoint, as f32.
+fn read_classifier(file: &Path) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let get = |n: &str| -> Option<Vec<f32>> {
+        let t = st.tensor(n).ok()?;
+        (t.dtype() == safetensors::Dtype::F32)
+            .then(|| t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    };
+    Ok(match (get("classifier.weight"), get("classifier.bias")) {
+        (Some(w), Some(b)) => Some((w, b)),
+        _ => None,
+    })
+}
+
+/// One tensor in HF naming and layout.
+#[derive(Clone, Debug)]
+pub struct NamedTensor {
+    /// HF name (`bert.encoder…` inside a classifier, `encoder…` for a bare encoder)
+    pub name: String,
+    /// HF shape (Linear weights as `[out, in]`)
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+    pub require_grad: bool,
+}
+
+struct Exporter<F: Fn(&str, bool) -> bool> {
+    path: Vec<String>,
+    keep: F,
+    out: Vec<NamedTensor>,
+}
+
+impl<F: Fn(&str, bool) -> bool> ModuleVisitor for Exporter<F> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let name = hf_name(&self.path.join("."));
+        if !(self.keep)(&name, p.is_require_grad()) {
+            return;
+        }
+        let t = p.val();
+        let mut shape = t.dims().to_vec();
+        let values: Vec<f32> = if D == 2 && !name.contains("embeddings") {
+            // burn Linear weights are [in, out]; HF's are [out, in]
+            shape.reverse();
+            let t2: Tensor<2> = t.reshape([shape[1], shape[0]]);
+            t2.transpose().into_data().convert::<f32>().to_vec().unwrap_or_default()
+        } else {
+            t.into_data().convert::<f32>().to_vec().unwrap_or_default()
+        };
+        self.out.push(NamedTensor { name, shape, values, require_grad: p.is_require_grad() });
+    }
+}
+
+/// The tensors of `module` for which `keep(hf_name, require_grad)` holds, in HF naming and layout.
+pub fn hf_tensors<M: Module>(module: &M, keep: impl Fn(&str, bool) -> bool) -> Vec<NamedTensor> {
+    let mut e = Exporter { path: Vec::new(), keep, out: Vec::new() };
+    module.visit(&mut e);
+    e.out
+}

@@ -1,0 +1,283 @@
+//! `repro run` / `repro status`: plan a grid's runs against its store and train the ones not
+//! done yet, with resume after a crash, per-run locks, local workers and shards.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::finetune::train::{Event, train};
+use crate::grid::{Cell, Grid};
+use crate::hub;
+use crate::store::{Digests, RunRecord, RunState, Store, run_id};
+
+/// One run of a grid, with its identity.
+#[derive(Clone, Debug)]
+pub struct PlannedRun {
+    pub id: String,
+    pub cell: Cell,
+    pub model_digest: String,
+    pub data_digest: String,
+}
+
+/// Expand the grid, resolve model/data locations, hash them and compute each run's id.
+/// Cells that resolve to the same id (e.g. duplicated axis values) appear once.
+pub fn plan(grid: &Grid) -> Result<Vec<PlannedRun>> {
+    let mut digests = Digests::default();
+    let mut out: Vec<PlannedRun> = Vec::new();
+    for mut cell in grid.expand()? {
+        let model_spec = cell.config.model.to_string_lossy().into_owned();
+        let data_spec = cell.config.data.to_string_lossy().into_owned();
+        cell.config.model = hub::resolve_model(&model_spec)
+            .with_context(|| format!("{}: model `{model_spec}`", grid.file.display()))?;
+        cell.config.data =
+            hub::resolve_data(&data_spec).with_context(|| format!("{}: data `{data_spec}`", grid.file.display()))?;
+        let model_digest = digests.model(&cell.config.model)?;
+        let data_digest = digests.data(&cell.config.data, cell.config.task)?;
+        let id = run_id(&cell.config, &model_digest, &data_digest);
+        if out.iter().any(|r| r.id == id) {
+            continue;
+        }
+        out.push(PlannedRun { id, cell, model_digest, data_digest });
+    }
+    Ok(out)
+}
+
+/// Settings that differ between runs (the grid's axes), for one-line descriptions.
+fn varying_keys(runs: &[PlannedRun]) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    if let Some(first) = runs.first() {
+        for k in first.cell.settings.keys().chain(runs.iter().flat_map(|r| r.cell.settings.keys())) {
+            if keys.contains(k) {
+                continue;
+            }
+            let vals: Vec<Option<&toml::Value>> = runs.iter().map(|r| r.cell.settings.get(k)).collect();
+            if vals.iter().any(|v| *v != vals[0]) {
+                keys.push(k.clone());
+            }
+        }
+    }
+    keys
+}
+
+fn describe(run: &PlannedRun, keys: &[String]) -> String {
+    keys.iter()
+        .map(|k| {
+            let v = run.cell.settings.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or("-".into());
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Which runs belong to shard `i` of `n` (round robin over the plan order).
+pub fn in_shard(index: usize, shard: Option<(usize, usize)>) -> bool {
+    shard.is_none_or(|(i, n)| index % n == i)
+}
+
+/// Parse `i/n` (0-based i).
+pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let err = || anyhow::anyhow!("--shard {s}: expected i/n with 0 <= i < n, e.g. --shard 0/4");
+    let (i, n) = s.split_once('/').ok_or_else(err)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| err())?, n.trim().parse().map_err(|_| err())?);
+    if n == 0 || i >= n {
+        return Err(err());
+    }
+    Ok((i, n))
+}
+
+/// Print the plan with each run's state; returns counts per state label.
+pub fn print_status(grid: &Grid, runs: &[PlannedRun], store: &Store) -> BTreeMap<&'static str, usize> {
+    let keys = varying_keys(runs);
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    println!("grid {} ({} runs) — store {}", grid.name, runs.len(), store.root.display());
+    for r in runs {
+        let st = store.state(&r.id);
+        *counts.entry(st.label()).or_default() += 1;
+        let extra = match (&st, store.result(&r.id)) {
+            (RunState::Done, Some(res)) => {
+                let best = res.epochs.iter().find(|e| e.epoch == res.best_epoch);
+                let v = best.and_then(|e| e.dev.values().next()).and_then(|s| s.get(&res.headline)).copied();
+                v.map(|v| format!("dev {} {:.1} (epoch {})", res.headline, 100.0 * v, res.best_epoch)).unwrap_or_default()
+            }
+            (RunState::Failed(e), _) => e.lines().next().unwrap_or("").chars().take(80).collect(),
+            _ => String::new(),
+        };
+        println!("  {}  {:<11} {}  {}", r.id, st.label(), describe(r, &keys), extra);
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!("{}", summary.join(", "));
+    counts
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub retry_failed: bool,
+    pub shard: Option<(usize, usize)>,
+    /// no progress bars, no per-run lines (child workers)
+    pub quiet: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub trained: usize,
+    pub failed: usize,
+    pub diverged: usize,
+    pub skipped_done: usize,
+    pub skipped_locked: usize,
+}
+
+/// Train every run of `runs` (in this worker's shard) that is not done, one after another.
+pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOptions) -> Result<Summary> {
+    let keys = varying_keys(runs);
+    let tty = std::io::stderr().is_terminal() && !opts.quiet;
+    let multi = indicatif::MultiProgress::new();
+    if !tty {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mine: Vec<(usize, &PlannedRun)> = runs.iter().enumerate().filter(|(i, _)| in_shard(*i, opts.shard)).collect();
+    let overall = multi.add(indicatif::ProgressBar::new(mine.len() as u64));
+    overall.set_style(
+        indicatif::ProgressStyle::with_template("runs [{bar:30}] {pos}/{len} {msg}").expect("template"),
+    );
+    let mut s = Summary::default();
+    for (n, (_, run)) in mine.iter().enumerate() {
+        overall.set_position(n as u64);
+        match store.state(&run.id) {
+            RunState::Done | RunState::Diverged => {
+                s.skipped_done += 1;
+                continue;
+            }
+            RunState::Failed(_) if !opts.retry_failed => {
+                s.skipped_done += 1;
+                continue;
+            }
+            RunState::Running => {
+                s.skipped_locked += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let Some(lock) = store.try_lock(&run.id)? else {
+            s.skipped_locked += 1;
+            continue;
+        };
+        // another worker may have finished it between the state check and the lock
+        if store.result(&run.id).is_some() {
+            s.skipped_done += 1;
+            continue;
+        }
+        let desc = describe(run, &keys);
+        overall.set_message(desc.clone());
+        let rec = RunRecord {
+            id: run.id.clone(),
+            grid: grid.name.clone(),
+            settings: run
+                .cell
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null)))
+                .collect(),
+            config: run.cell.config.clone(),
+            model_digest: run.model_digest.clone(),
+            data_digest: run.data_digest.clone(),
+        };
+        let started = store.begin(&lock, &rec)?;
+        let bar = multi.add(indicatif::ProgressBar::new(0));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("  {prefix} [{bar:30}] {pos}/{len} {msg} {per_sec}").expect("template"),
+        );
+        bar.set_prefix(run.id.clone());
+        let t0 = Instant::now();
+        let mut log = format!("run {} ({desc})\n", run.id);
+        let mut epoch_err = None;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            train(&run.cell.config, |ev| match ev {
+                Event::Step { epoch, step, steps_per_epoch, loss } => {
+                    bar.set_length(steps_per_epoch as u64);
+                    bar.set_position(step as u64);
+                    bar.set_message(format!("epoch {epoch} loss {loss:.4}"));
+                }
+                Event::Epoch(e) => {
+                    log.push_str(&format!("epoch {}: loss {:.4} dev {:?} train {:?}\n", e.epoch, e.train_loss, e.dev, e.train));
+                    if let Err(err) = store.append_epoch(&lock, &run.id, e) {
+                        epoch_err = Some(err);
+                    }
+                }
+            })
+        }));
+        bar.finish_and_clear();
+        let outcome = match outcome {
+            Ok(r) => r,
+            Err(p) => {
+                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                Err(anyhow::anyhow!("panic: {}", msg.unwrap_or_else(|| "unknown".into())))
+            }
+        };
+        if let Some(e) = epoch_err {
+            return Err(e.context(format!("writing epochs of run {}", run.id)));
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        match outcome {
+            Ok(result) => {
+                store.write_log(&run.id, &log)?;
+                store.finish(&lock, started, &result)?;
+                let best = result.epochs.iter().find(|e| e.epoch == result.best_epoch);
+                let v = best.and_then(|e| e.dev.values().next()).and_then(|m| m.get(&result.headline)).copied();
+                if result.diverged {
+                    s.diverged += 1;
+                } else {
+                    s.trained += 1;
+                }
+                if !opts.quiet {
+                    let state = if result.diverged { "diverged" } else { "done" };
+                    let score = v.map(|v| format!("dev {} {:.1} (epoch {})", result.headline, 100.0 * v, result.best_epoch));
+                    multi.suspend(|| {
+                        println!("[{}/{}] {state} {} {desc}: {} in {secs:.0} s", n + 1, mine.len(), run.id, score.unwrap_or_default())
+                    });
+                }
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                log.push_str(&format!("FAILED: {msg}\n"));
+                store.write_log(&run.id, &log)?;
+                store.fail(&lock, started, &msg)?;
+                s.failed += 1;
+                multi.suspend(|| eprintln!("[{}/{}] failed {} {desc}: {msg}", n + 1, mine.len(), run.id));
+            }
+        }
+    }
+    overall.finish_and_clear();
+    Ok(s)
+}
+
+/// Start `n` extra worker processes running the same grid (they share the store and its locks).
+pub fn spawn_workers(n: usize, args: &[String]) -> Result<Vec<std::process::Child>> {
+    let exe = std::env::current_exe().context("locating the repro binary")?;
+    let mut children = Vec::new();
+    for _ in 0..n {
+        let child = std::process::Command::new(&exe)
+            .args(args)
+            .arg("--quiet")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting a worker process")?;
+        children.push(child);
+    }
+    Ok(children)
+}
+
+/// Wait for workers; an error if any of them failed.
+pub fn wait_workers(children: Vec<std::process::Child>) -> Result<()> {
+    let mut bad = 0;
+    for mut c in children {
+        if !c.wait()?.success() {
+            bad += 1;
+        }
+    }
+    if bad > 0 {
+        bail!("{bad} worker process(es) exited with an error");
+    }
+    Ok(())
+}

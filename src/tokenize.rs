@@ -1,0 +1,141 @@
+//! WordPiece tokenisation exactly as HF's `BertTokenizer(Fast)`: [CLS] a [SEP] (b [SEP]),
+//! token_type_ids, longest-first truncation to a maximum length, and dynamic padding per batch.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+/// One tokenised example, unpadded.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Encoded {
+    pub input_ids: Vec<u32>,
+    pub token_type_ids: Vec<u32>,
+}
+
+/// A padded batch in row-major `[batch, seq_len]` layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub input_ids: Vec<i64>,
+    pub token_type_ids: Vec<i64>,
+    /// 1 for real tokens, 0 for padding
+    pub attention_mask: Vec<i64>,
+}
+
+impl Batch {
+    /// Pad to the longest member of the batch (`pad_to = None`) or to a fixed length.
+    pub fn collate(items: &[&Encoded], pad_id: u32, pad_to: Option<usize>) -> Batch {
+        let longest = items.iter().map(|e| e.input_ids.len()).max().unwrap_or(0);
+        let seq_len = pad_to.unwrap_or(longest).max(longest);
+        let n = items.len() * seq_len;
+        let mut b = Batch {
+            batch_size: items.len(),
+            seq_len,
+            input_ids: vec![pad_id as i64; n],
+            token_type_ids: vec![0; n],
+            attention_mask: vec![0; n],
+        };
+        for (row, e) in items.iter().enumerate() {
+            let o = row * seq_len;
+            for (j, (&id, &tt)) in e.input_ids.iter().zip(&e.token_type_ids).enumerate() {
+                b.input_ids[o + j] = id as i64;
+                b.token_type_ids[o + j] = tt as i64;
+                b.attention_mask[o + j] = 1;
+            }
+        }
+        b
+    }
+}
+
+/// A BERT tokenizer with the harness's truncation settings (no padding: batches pad themselves).
+pub struct BertTokenizer {
+    inner: Tokenizer,
+    pub max_length: usize,
+    pub pad_id: u32,
+    /// where it came from: `tokenizer.json` or `vocab.txt`
+    pub source: String,
+}
+
+impl BertTokenizer {
+    /// Load from an HF model folder: `tokenizer.json` if present, else `vocab.txt` with the
+    /// `do_lower_case` of `tokenizer_config.json` (default true, as HF's BertTokenizer).
+    pub fn from_model_dir(dir: &Path, max_length: usize) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        let (mut inner, source) = if json.is_file() {
+            let t = Tokenizer::from_file(&json).map_err(|e| anyhow!("{}: {e}", json.display()))?;
+            (t, json.display().to_string())
+        } else {
+            let vocab = dir.join("vocab.txt");
+            if !vocab.is_file() {
+                anyhow::bail!(
+                    "{}: neither tokenizer.json nor vocab.txt found; the model folder must hold one of them",
+                    dir.display()
+                );
+            }
+            (Self::from_vocab(&vocab, lower_case(dir)?)?, vocab.display().to_string())
+        };
+        inner
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(|e| anyhow!("{e}"))?;
+        inner.with_padding(None);
+        let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
+        Ok(BertTokenizer { inner, max_length, pad_id, source })
+    }
+
+    /// The WordPiece pipeline HF's slow `BertTokenizer` runs, built from `vocab.txt`.
+    pub fn from_vocab(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
+        let path = vocab.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", vocab.display()))?;
+        let wp = WordPiece::from_file(path)
+            .unk_token("[UNK]".into())
+            .build()
+            .map_err(|e| anyhow!("{}: {e}", vocab.display()))?;
+        let id = |t: &str| wp_id(&wp, t, vocab);
+        let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+        let mut t = Tokenizer::new(wp);
+        t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
+        t.with_pre_tokenizer(Some(BertPreTokenizer));
+        t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        t.with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()));
+        Ok(t)
+    }
+
+    /// Tokenise a single sentence or a pair, with [CLS]/[SEP] and truncation.
+    pub fn encode(&self, a: &str, b: Option<&str>) -> Result<Encoded> {
+        let input: EncodeInput = match b {
+            Some(b) => (a, b).into(),
+            None => a.into(),
+        };
+        let e = self.inner.encode(input, true).map_err(|e| anyhow!("tokenizing {a:?}: {e}"))?;
+        Ok(Encoded { input_ids: e.get_ids().to_vec(), token_type_ids: e.get_type_ids().to_vec() })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+}
+
+fn wp_id(wp: &WordPiece, tok: &str, vocab: &Path) -> Result<u32> {
+    use tokenizers::Model;
+    wp.token_to_id(tok).ok_or_else(|| anyhow!("{}: vocabulary has no {tok} token", vocab.display()))
+}
+
+fn lower_case(dir: &Path) -> Result<bool> {
+    let cfg = dir.join("tokenizer_config.json");
+    if !cfg.is_file() {
+        return Ok(true);
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg)?)
+        .with_context(|| format!("{}: not valid JSON", cfg.display()))?;
+    Ok(v.get("do_lower_case").and_then(|x| x.as_bool()).unwrap_or(true))
+}

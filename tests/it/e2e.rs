@@ -1,0 +1,114 @@
+//! End to end through the `repro` binary: the smoke grid, a SIGKILL in the middle of a run and a
+//! resume, and two concurrent workers on one store.
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{minilm, repo};
+
+fn repro() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_repro"));
+    c.current_dir(repo());
+    c
+}
+
+fn run_dirs(store: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(store.join("runs")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn attempts(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("attempts.log")).map(|s| s.lines().count()).unwrap_or(0)
+}
+
+#[test]
+fn smoke_grid_survives_sigkill_and_resumes() {
+    if minilm().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let set_store = format!("--set=store={}", store.display());
+    // dry run: 8 pending runs
+    let out = repro().args(["run", "experiments/smoke.toml", "--dry-run", &set_store]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("8 pending"), "{text}");
+
+    // start, wait until one run is done and the next one is in flight, then SIGKILL
+    let mut child = repro().args(["run", "experiments/smoke.toml", &set_store]).spawn().unwrap();
+    let t0 = Instant::now();
+    let killed_during = loop {
+        assert!(t0.elapsed() < Duration::from_secs(600), "smoke runs did not start");
+        std::thread::sleep(Duration::from_millis(100));
+        let dirs = run_dirs(&store);
+        let done: Vec<_> = dirs.iter().filter(|d| d.join("result.json").is_file()).cloned().collect();
+        let running: Vec<_> = dirs.iter().filter(|d| !d.join("result.json").is_file() && d.join("epochs.jsonl").is_file()).cloned().collect();
+        if !done.is_empty() && !running.is_empty() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            break (done, running);
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("grid finished ({st}) before it could be killed");
+        }
+    };
+    let (done, running) = killed_during;
+    let before: Vec<Vec<u8>> = done.iter().map(|d| std::fs::read(d.join("result.json")).unwrap()).collect();
+    // status sees the interrupted run
+    let out = repro().args(["status", "experiments/smoke.toml", &set_store]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("interrupted"), "{text}");
+
+    let out = repro().args(["run", "experiments/smoke.toml", &set_store]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    // completed runs were not retrained, the interrupted one was restarted once and completed
+    for (d, b) in done.iter().zip(&before) {
+        assert_eq!(&std::fs::read(d.join("result.json")).unwrap(), b, "{} was retrained", d.display());
+        assert_eq!(attempts(d), 1);
+    }
+    for d in &running {
+        assert!(d.join("result.json").is_file(), "interrupted run {} did not complete", d.display());
+        assert_eq!(attempts(d), 2, "interrupted run restarted exactly once");
+    }
+    let dirs = run_dirs(&store);
+    assert_eq!(dirs.len(), 8, "one folder per cell");
+    for d in &dirs {
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("result.json")).unwrap()).unwrap();
+        assert!(!r["epochs"].as_array().unwrap().is_empty());
+        let lines = std::fs::read_to_string(d.join("epochs.jsonl")).unwrap().lines().count();
+        assert_eq!(lines, 1, "{}: one epoch record", d.display());
+    }
+    // a third run trains nothing
+    let out = repro().args(["run", "experiments/smoke.toml", &set_store]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0 trained") && text.contains("8 already done"), "{text}");
+}
+
+#[test]
+fn two_workers_train_each_cell_once() {
+    if minilm().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let out = repro()
+        .args(["run", "experiments/smoke.toml", "--jobs", "2", "--set=seeds=[5]", "--set=epochs=1"])
+        .arg(format!("--set=store={}", store.display()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let dirs = run_dirs(&store);
+    assert_eq!(dirs.len(), 4);
+    let mut pids = std::collections::BTreeSet::new();
+    for d in &dirs {
+        assert!(d.join("result.json").is_file());
+        let a = std::fs::read_to_string(d.join("attempts.log")).unwrap();
+        assert_eq!(a.lines().count(), 1, "{} trained {} times", d.display(), a.lines().count());
+        pids.insert(a.split_whitespace().last().unwrap().to_string());
+    }
+    eprintln!("runs trained by {} distinct worker processes", pids.len());
+}

@@ -1,0 +1,159 @@
+//! The training engine against the reference loop (scripts/make_fixtures.py: transformers-4.2.1
+//! AdamW, global-norm clipping at 1.0, dropout off), trainable sets, and invariants.
+use std::collections::BTreeMap;
+
+use bitfit_repro::backend::Backend;
+use bitfit_repro::finetune::train::{Targets, apply_method};
+use bitfit_repro::finetune::{AdamWConfig, Method, Trainer};
+use bitfit_repro::model::{BertClassifier, Checkpoint, HeadPooling, hf_tensors, params};
+use bitfit_repro::tokenize::Batch;
+
+use crate::common::{Tensors, fixtures};
+
+#[derive(serde::Deserialize)]
+struct Golden {
+    input_ids: Vec<Vec<i64>>,
+    attention_mask: Vec<Vec<i64>>,
+    token_type_ids: Vec<Vec<i64>>,
+    labels: Vec<i64>,
+    targets: Vec<f32>,
+    steps: usize,
+    runs: BTreeMap<String, GoldenRun>,
+}
+
+#[derive(serde::Deserialize)]
+struct GoldenRun {
+    method: String,
+    num_labels: usize,
+    lr: f64,
+    losses: Vec<f64>,
+    grad_norms: Vec<f64>,
+    trainable: Vec<String>,
+    file: String,
+}
+
+fn golden() -> Golden {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("golden_steps/golden_steps.json")).unwrap()).unwrap()
+}
+
+fn batch(g: &Golden) -> Batch {
+    Batch {
+        batch_size: g.input_ids.len(),
+        seq_len: g.input_ids[0].len(),
+        input_ids: g.input_ids.concat(),
+        token_type_ids: g.token_type_ids.concat(),
+        attention_mask: g.attention_mask.concat(),
+    }
+}
+
+/// The tiny model with dropout off and the fixture's initial head, on `backend` with autodiff.
+fn tiny_classifier(backend: Backend, num_labels: usize, head_file: &Tensors) -> BertClassifier {
+    let dev = backend.device().unwrap().autodiff();
+    let mut ckpt = Checkpoint::open(&fixtures().join("tiny_bert")).unwrap();
+    ckpt.config.hidden_dropout_prob = 0.0;
+    ckpt.config.attention_probs_dropout_prob = 0.0;
+    let (bert, _) = ckpt.load(&dev).unwrap();
+    let mut clf = BertClassifier::new(bert, &ckpt.config, num_labels, HeadPooling::Pooler, 0, &dev);
+    clf.set_head(&head_file.f32("init.classifier.weight"), &head_file.f32("init.classifier.bias"), &dev);
+    clf
+}
+
+fn run_golden(backend: Backend, tag: &str) {
+    let g = golden();
+    let run = &g.runs[tag];
+    let file = Tensors::open(fixtures().join("golden_steps").join(&run.file));
+    let method = Method::parse(&run.method).unwrap();
+    let mut trainer = Trainer::new(tiny_classifier(backend, run.num_labels, &file), &method, AdamWConfig::default(), run.num_labels == 1);
+    // the trainable set is exactly the reference's
+    let mut ours: Vec<String> =
+        hf_tensors(trainer.model(), |_, req| req).into_iter().map(|t| t.name).collect();
+    let mut theirs = run.trainable.clone();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs, "{tag}: trainable tensors");
+
+    let b = batch(&g);
+    let targets = if run.num_labels == 1 { Targets::Scores(g.targets.clone()) } else { Targets::Classes(g.labels.clone()) };
+    for s in 0..g.steps {
+        let (loss, stats) = trainer.step(&b, &targets, run.lr);
+        let rel = (loss - run.losses[s]).abs() / run.losses[s].abs();
+        assert!(rel <= 1e-4, "{backend} {tag} step {s}: loss {loss} vs PyTorch {} (rel {rel:.2e})", run.losses[s]);
+        let reln = (stats.grad_norm - run.grad_norms[s]).abs() / run.grad_norms[s];
+        assert!(reln <= 1e-3, "{backend} {tag} step {s}: grad norm {} vs {}", stats.grad_norm, run.grad_norms[s]);
+    }
+    let mut worst = 0f32;
+    for t in hf_tensors(trainer.model(), |_, req| req) {
+        let reference = file.f32(&t.name);
+        let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
+        let d = t.values.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+        worst = worst.max(d);
+        assert!(d <= 1e-4, "{backend} {tag}: {} differs from PyTorch after {} steps (max rel {d:.2e})", t.name, g.steps);
+    }
+    eprintln!("{backend} {tag}: {} steps match, worst tensor rel diff {worst:.2e}", g.steps);
+}
+
+#[test]
+fn golden_steps_full_ft() {
+    run_golden(Backend::Ndarray, "full_ft");
+    run_golden(Backend::Ndarray, "full_ft_regression");
+}
+
+#[test]
+fn golden_steps_bitfit() {
+    run_golden(Backend::Ndarray, "bitfit");
+    run_golden(Backend::Ndarray, "bitfit_regression");
+    run_golden(Backend::Flex, "bitfit");
+}
+
+#[test]
+fn golden_steps_b_q_b_m2() {
+    run_golden(Backend::Ndarray, "b_q+b_m2");
+}
+
+#[test]
+fn frozen_tensors_stay_bit_identical_and_b_k_does_not_move() {
+    let g = golden();
+    let run = &g.runs["bitfit"];
+    let file = Tensors::open(fixtures().join("golden_steps").join(&run.file));
+    let model = tiny_classifier(Backend::Ndarray, 3, &file);
+    let before = hf_tensors(&model, |_, _| true);
+    let mut trainer = Trainer::new(model, &Method::Bitfit, AdamWConfig::default(), false);
+    let b = batch(&g);
+    for _ in 0..10 {
+        trainer.step(&b, &Targets::Classes(g.labels.clone()), 1e-2);
+    }
+    assert_eq!(trainer.opt.state_len(), run.trainable.len(), "optimizer state only for trained tensors");
+    let after = hf_tensors(trainer.model(), |_, _| true);
+    let mut dq = 0.0;
+    let mut dk = 0.0;
+    for (a, b) in before.iter().zip(&after) {
+        assert_eq!(a.name, b.name);
+        let delta = a.values.iter().zip(&b.values).map(|(x, y)| (x - y).abs() as f64).sum::<f64>() / a.values.len() as f64;
+        if !b.require_grad {
+            assert!(a.values == b.values, "frozen {} changed", a.name);
+        } else if a.name.ends_with("query.bias") {
+            dq += delta;
+        } else if a.name.ends_with("key.bias") {
+            dk += delta;
+        }
+    }
+    eprintln!("10 BitFit steps: mean|Δb_q| {dq:.3e}, mean|Δb_k| {dk:.3e}");
+    assert!(dq > 0.0 && dk * 100.0 <= dq, "b_k moved {dk} vs b_q {dq}");
+}
+
+#[test]
+fn trainable_counts_per_method() {
+    let dev = Backend::Ndarray.device().unwrap().autodiff();
+    let ckpt = Checkpoint::open(&fixtures().join("tiny_bert")).unwrap();
+    let (h, i, l) = (32, 128, 2);
+    let head = h * 2 + 2;
+    let count = |m: &str| {
+        let (bert, _) = ckpt.load(&dev).unwrap();
+        let clf = apply_method(BertClassifier::new(bert, &ckpt.config, 2, HeadPooling::Pooler, 0, &dev), &Method::parse(m).unwrap());
+        params(&clf).iter().filter(|p| p.require_grad).map(|p| p.numel).sum::<usize>()
+    };
+    assert_eq!(count("bitfit"), l * (7 * h + i) + h + h + head);
+    assert_eq!(count("b_q+b_m2"), l * (h + i) + h + head);
+    assert_eq!(count("frozen"), head);
+    assert_eq!(count("b_k"), l * h + h + head);
+}

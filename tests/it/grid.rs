@@ -1,0 +1,164 @@
+//! Grid expansion, run identity and bad-grid errors.
+use std::path::Path;
+
+use bitfit_repro::finetune::Method;
+use bitfit_repro::grid::Grid;
+use bitfit_repro::store::run_id;
+
+fn parse(src: &str) -> anyhow::Result<Grid> {
+    Grid::parse(src, Path::new("exp/test.toml"))
+}
+
+const GRID: &str = r#"
+name = "g"
+[base]
+epochs = 3
+batch_size = 8
+[axes]
+task = ["RTE", "MRPC"]
+seeds = [0, 1, 2]
+[[zip]]
+method = ["full_ft", "bitfit", "b_q+b_m2"]
+lr = [2e-5, 1e-3, 1e-3]
+[[override]]
+when = { task = "rte", method = "bitfit" }
+set = { epochs = 5 }
+"#;
+
+#[test]
+fn cartesian_zip_and_overrides() {
+    let g = parse(GRID).unwrap();
+    assert_eq!(g.name, "g");
+    assert_eq!(g.store, Path::new("results/g"));
+    let cells = g.expand().unwrap();
+    assert_eq!(cells.len(), 2 * 3 * 3);
+    // zip keeps method and lr in step
+    for c in &cells {
+        let lr = c.config.lr;
+        match &c.config.method {
+            Method::FullFt => assert_eq!(lr, 2e-5),
+            _ => assert_eq!(lr, 1e-3),
+        }
+    }
+    // override: RTE + bitfit runs get 5 epochs, the rest 3
+    for c in &cells {
+        let want = if c.config.task.name() == "RTE" && c.config.method == Method::Bitfit { 5 } else { 3 };
+        assert_eq!(c.config.epochs, want, "{:?}", c.settings);
+    }
+    let seeds: Vec<u64> = cells.iter().map(|c| c.config.seed).collect();
+    assert_eq!(&seeds[..3], &[0, 0, 0], "method varies fastest (last axis)");
+    assert_eq!(cells[0].config.batch_size, 8);
+    assert_eq!(cells[0].config.max_length, 128, "reference default");
+}
+
+#[test]
+fn cli_set_overrides_base_and_axes() {
+    let mut g = parse(GRID).unwrap();
+    g.apply_set("epochs=1").unwrap();
+    g.apply_set("seeds=[7]").unwrap();
+    g.apply_set("store=/tmp/elsewhere").unwrap();
+    g.apply_set("task=SST-2").unwrap();
+    let cells = g.expand().unwrap();
+    assert_eq!(cells.len(), 3);
+    assert!(cells.iter().all(|c| c.config.seed == 7 && c.config.epochs == 1));
+    assert_eq!(g.store, Path::new("/tmp/elsewhere"));
+    let e = g.apply_set("lr=0.1").unwrap_err().to_string();
+    assert!(e.contains("zipped"), "{e}");
+    let e = g.apply_set("epochs").unwrap_err().to_string();
+    assert!(e.contains("key=value"), "{e}");
+    let e = g.apply_set("epochz=3").unwrap_err().to_string();
+    assert!(e.contains("--set epochz") && e.contains("unknown key"), "{e}");
+}
+
+#[test]
+fn run_ids_are_stable_and_change_with_any_field() {
+    let g = parse(GRID).unwrap();
+    let cells = g.expand().unwrap();
+    let c = &cells[0].config;
+    let id = run_id(c, "m", "d");
+    assert_eq!(id, run_id(&g.expand().unwrap()[0].config, "m", "d"), "same config, same id");
+    assert_eq!(id.len(), 16);
+    let mut ids = std::collections::HashSet::new();
+    for c in &cells {
+        assert!(ids.insert(run_id(&c.config, "m", "d")), "distinct cells, distinct ids");
+    }
+    assert_ne!(id, run_id(c, "m2", "d"), "model digest");
+    assert_ne!(id, run_id(c, "m", "d2"), "data digest");
+    let variants: Vec<Box<dyn Fn(&mut bitfit_repro::finetune::TrainConfig)>> = vec![
+        Box::new(|c| c.lr *= 2.0),
+        Box::new(|c| c.epochs += 1),
+        Box::new(|c| c.batch_size += 1),
+        Box::new(|c| c.max_length += 1),
+        Box::new(|c| c.seed += 1),
+        Box::new(|c| c.data_seed += 1),
+        Box::new(|c| c.train_size = Some(10)),
+        Box::new(|c| c.eval_size = Some(10)),
+        Box::new(|c| c.eval_train = !c.eval_train),
+        Box::new(|c| c.pad_to_max_length = !c.pad_to_max_length),
+        Box::new(|c| c.optimizer.eps = 1e-8),
+        Box::new(|c| c.optimizer.max_grad_norm = None),
+        Box::new(|c| c.head = bitfit_repro::model::HeadPooling::Mean),
+        Box::new(|c| c.method = Method::Frozen),
+        Box::new(|c| c.backend = bitfit_repro::backend::Backend::Flex),
+    ];
+    for (i, v) in variants.iter().enumerate() {
+        let mut c2 = c.clone();
+        v(&mut c2);
+        assert_ne!(id, run_id(&c2, "m", "d"), "variant {i} must change the id");
+    }
+    // local paths are not part of the identity (digests are)
+    let mut c3 = c.clone();
+    c3.model = "/elsewhere/model".into();
+    assert_eq!(id, run_id(&c3, "m", "d"));
+}
+
+/// Each mistake must produce an error naming the problem (and the file:line where it has one).
+#[test]
+fn bad_grids_name_the_problem() {
+    let base = "[axes]\ntask = [\"RTE\"]\nmethod = [\"bitfit\"]\nlr = [1e-3]\n";
+    let cases: &[(&str, &[&str])] = &[
+        ("[base]\nepoch = 3\n", &["exp/test.toml:2", "unknown key `epoch`", "epochs"]),
+        ("[base]\nepochs = \"three\"\n", &["exp/test.toml:2", "`epochs`", "expected an integer"]),
+        ("[axes]\nseed = []\n", &["exp/test.toml:2", "axis `seed` is empty"]),
+        ("[axes]\ntask = [\"RTEE\"]\nmethod = [\"bitfit\"]\nlr = [1e-3]\n", &["exp/test.toml:2", "unknown task `RTEE`", "valid tasks"]),
+        ("[axes]\ntask = [\"RTE\"]\nmethod = [\"bitfitt\"]\nlr = [1e-3]\n", &["exp/test.toml:3", "unknown method `bitfitt`", "valid"]),
+        ("[axes]\ntask = [\"RTE\"]\nmethod = [\"b_q+b_x\"]\nlr = [1e-3]\n", &["exp/test.toml:3", "unknown bias term `b_x`", "b_LN2"]),
+        ("[axes]\ntask = [\"RTE\"]\n[[zip]]\nmethod = [\"bitfit\", \"full_ft\"]\nlr = [1e-3]\n", &["exp/test.toml:5", "equally long"]),
+        ("[base]\nbackend = \"cuda\"\n", &["exp/test.toml:2", "unknown backend", "ndarray"]),
+        ("[base]\nlr = -1.0\n", &["exp/test.toml:2", "positive"]),
+        ("[base]\nseed = 0\n[axes]\nseed = [1, 2]\n", &["exp/test.toml:4", "already set at exp/test.toml:2"]),
+        ("[basse]\nepochs = 3\n", &["exp/test.toml:1", "unknown field `basse`", "[base]"]),
+        ("[axes]\nseed = 3\n", &["exp/test.toml:2", "must be a list"]),
+        ("[base]\nseed = [1, 2]\n", &["exp/test.toml:2", "belong in [axes]"]),
+        ("[base]\nhead = \"max\"\n", &["exp/test.toml:2", "pooler, cls, mean"]),
+        ("[base]\ntrain_size = \"half\"\n", &["exp/test.toml:2", "\"all\""]),
+        ("[base]\nepochs = 0\n", &["exp/test.toml:2", "at least 1"]),
+        ("[base\nepochs = 3\n", &["exp/test.toml:1"]),
+        ("name = \"a/b\"\n", &["plain folder name"]),
+    ];
+    for (src, needles) in cases {
+        let full = if src.contains("[axes]") { src.to_string() } else { format!("{src}{base}") };
+        let err = match parse(&full) {
+            Ok(_) => panic!("grid should be rejected:\n{full}"),
+            Err(e) => format!("{e:#}"),
+        };
+        for n in *needles {
+            assert!(err.contains(n), "error for\n{full}\nshould contain `{n}`, got: {err}");
+        }
+    }
+    // missing required keys
+    let err = parse("[base]\nepochs = 1\n").unwrap_err().to_string();
+    assert!(err.contains("no `task` given"), "{err}");
+    let err = parse("[axes]\ntask = [\"RTE\"]\nmethod = [\"bitfit\"]\n").unwrap_err().to_string();
+    assert!(err.contains("no `lr` given"), "{err}");
+}
+
+#[test]
+fn shipped_grids_parse() {
+    for f in ["experiments/smoke.toml", "experiments/quickstart.toml"] {
+        let g = Grid::from_file(&crate::common::repo().join(f)).unwrap_or_else(|e| panic!("{f}: {e:#}"));
+        assert!(!g.expand().unwrap().is_empty());
+    }
+    let smoke = Grid::from_file(&crate::common::repo().join("experiments/smoke.toml")).unwrap();
+    assert_eq!(smoke.expand().unwrap().len(), 8, "2 tasks x 2 methods x 2 seeds");
+}

@@ -1,0 +1,10 @@
+//! Integration tests: one binary (linking burn + polars once), one module per library noun.
+mod common;
+mod data;
+mod e2e;
+mod finetune;
+mod grid;
+mod inspect;
+mod metrics;
+mod model;
+mod tokenizer;

@@ -337,6 +337,12 @@ impl Glue {
     /// Find the file(s) holding `task`/`split`: `<root>/<TASK>/<split>.tsv` (GLUE layout) or
     /// `<root>/<config>/<split>-*.parquet` (HF `nyu-mll/glue` layout).
     pub fn locate(&self, task: Task, split: Split) -> Result<DataFile> {
+        if task == Task::Ax && split != Split::Test {
+            bail!("GLUE AX is a diagnostic test set only (AX/diagnostic.tsv); it has no {split} split");
+        }
+        if split == Split::DevMismatched && task != Task::Mnli {
+            bail!("GLUE {task}: only MNLI has a mismatched dev set");
+        }
         let l = task.layout();
         let tsv = self.root.join(l.tsv_dir).join(task.tsv_file(split));
         if tsv.is_file() {
@@ -439,16 +445,16 @@ pub fn read_tsv(task: Task, split: Split, path: &Path) -> Result<Vec<Example>> {
 
 /// Read one parquet file of the HF `nyu-mll/glue` layout with polars.
 pub fn read_parquet(task: Task, path: &Path) -> Result<Vec<Example>> {
-    use polars::prelude::*;
+    use polars::prelude::{DataType, ParquetReader, SerReader};
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let df = ParquetReader::new(file).finish().with_context(|| format!("reading parquet {}", path.display()))?;
+    let df = anyhow::Context::with_context(ParquetReader::new(file).finish(), || format!("reading parquet {}", path.display()))?;
     let l = task.layout();
     let text_col = |name: &str| -> Result<Vec<String>> {
         let s = df.column(name).with_context(|| {
             format!("{}: no column `{name}` (columns: {:?}) — is this {task}?", path.display(), df.get_column_names())
         })?;
         let s = s.str().with_context(|| format!("{}: column `{name}` is not text", path.display()))?;
-        Ok(s.into_iter().map(|v| v.unwrap_or("").to_string()).collect())
+        Ok(s.iter().map(|v| v.unwrap_or("").to_string()).collect())
     };
     let a = text_col(l.hf_text.0)?;
     let b = l.hf_text.1.map(text_col).transpose()?;
@@ -457,7 +463,8 @@ pub fn read_parquet(task: Task, path: &Path) -> Result<Vec<Example>> {
         Ok(c) => {
             let c = c.cast(&DataType::Float64)?;
             let c = c.f64()?;
-            c.into_iter()
+            c.to_vec()
+                .into_iter()
                 .enumerate()
                 .map(|(row, v)| -> Result<Label> {
                     let v = v.unwrap_or(-1.0);

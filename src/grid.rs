@@ -253,7 +253,7 @@ impl Grid {
             base.insert(key, v.get_ref().clone());
         }
         let mut axes: Vec<(Vec<String>, Vec<Vec<Value>>)> = Vec::new();
-        let mut claim = |key: &str, where_: &str, origins: &mut BTreeMap<String, Origin>| -> Result<()> {
+        let claim = |key: &str, where_: &str, origins: &mut BTreeMap<String, Origin>| -> Result<()> {
             if let Some(Origin(prev)) = origins.get(key) {
                 bail!("{where_}: key `{key}` is already set at {prev}; set each key in one place");
             }

@@ -535,7 +535,7 @@ impl ModuleVisitor for Lister {
     }
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
         let path = self.path.join(".");
-        let shape = p.lazy_shape().dims.to_vec();
+        let shape = p.lazy_shape().to_vec();
         self.out.push(ParamInfo {
             hf_name: hf_name(&path),
             numel: shape.iter().product(),
@@ -711,9 +711,9 @@ impl<F: Fn(&str, bool) -> bool> ModuleVisitor for Exporter<F> {
             // burn Linear weights are [in, out]; HF's are [out, in]
             shape.reverse();
             let t2: Tensor<2> = t.reshape([shape[1], shape[0]]);
-            t2.transpose().into_data().convert::<f32>().to_vec().unwrap_or_default()
+            t2.transpose().into_data().try_into_vec_as::<f32>().expect("f32 tensor")
         } else {
-            t.into_data().convert::<f32>().to_vec().unwrap_or_default()
+            t.into_data().try_into_vec_as::<f32>().expect("f32 tensor")
         };
         self.out.push(NamedTensor { name, shape, values, require_grad: p.is_require_grad() });
     }

@@ -103,7 +103,7 @@ impl BertTokenizer {
         let id = |t: &str| wp_id(&wp, t, vocab);
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
         let mut t = Tokenizer::new(wp);
-        t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
+        t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase))).map_err(|e| anyhow!("{e}"))?;
         t.with_pre_tokenizer(Some(BertPreTokenizer));
         t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
         t.with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()));

@@ -276,10 +276,10 @@ pub fn evaluate(
         let (ids, tt, mask) = batch_tensors(&b, dev);
         let logits = model.forward(ids, tt, mask);
         if task.is_regression() {
-            let v: Vec<f32> = logits.into_data().convert::<f32>().to_vec().unwrap_or_default();
+            let v: Vec<f32> = logits.into_data().try_into_vec_as::<f32>().expect("f32 tensor");
             preds_s.extend(v.into_iter().map(f64::from));
         } else {
-            let am: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().to_vec().unwrap_or_default();
+            let am: Vec<i64> = logits.argmax(1).into_data().try_into_vec_as::<i64>().expect("int tensor");
             preds_c.extend(am.into_iter().map(|x| x as usize));
         }
     }
@@ -311,7 +311,7 @@ impl ModuleVisitor for BiasSnapshot {
         if let Some(enc) = path.strip_prefix("bert.") {
             let hf = hf_name(enc);
             if hf.ends_with(".bias") {
-                let v = p.val().into_data().convert::<f32>().to_vec().unwrap_or_default();
+                let v = p.val().into_data().try_into_vec_as::<f32>().expect("f32 tensor");
                 self.out.push((hf, v));
             }
         }

@@ -65,8 +65,9 @@ fn stsb_scores_and_quirky_rows_parse() {
     assert_eq!(c[0].text_a, "The sailors rode the breeze clear of the rocks.");
     assert_eq!(c[0].label, Label::Class(1));
     // quoting off: bare quotes stay in the text
-    let s = g.load(Task::Sst2, Split::Train).unwrap();
-    assert!(s.iter().any(|e| e.text_a.contains('"')));
+    let r = g.load(Task::Rte, Split::Train).unwrap();
+    assert_eq!(r.len(), 2490);
+    assert!(r.iter().any(|e| e.text_a.contains('"') || e.text_b.as_deref().unwrap_or("").contains('"')));
 }
 
 #[test]

@@ -123,7 +123,7 @@ fn bad_grids_name_the_problem() {
         ("[axes]\ntask = [\"RTEE\"]\nmethod = [\"bitfit\"]\nlr = [1e-3]\n", &["exp/test.toml:2", "unknown task `RTEE`", "valid tasks"]),
         ("[axes]\ntask = [\"RTE\"]\nmethod = [\"bitfitt\"]\nlr = [1e-3]\n", &["exp/test.toml:3", "unknown method `bitfitt`", "valid"]),
         ("[axes]\ntask = [\"RTE\"]\nmethod = [\"b_q+b_x\"]\nlr = [1e-3]\n", &["exp/test.toml:3", "unknown bias term `b_x`", "b_LN2"]),
-        ("[axes]\ntask = [\"RTE\"]\n[[zip]]\nmethod = [\"bitfit\", \"full_ft\"]\nlr = [1e-3]\n", &["exp/test.toml:5", "equally long"]),
+        ("[axes]\ntask = [\"RTE\"]\n[[zip]]\nmethod = [\"bitfit\", \"full_ft\"]\nlr = [1e-3]\n", &["exp/test.toml:4", "[[zip]] #1", "equally long"]),
         ("[base]\nbackend = \"cuda\"\n", &["exp/test.toml:2", "unknown backend", "ndarray"]),
         ("[base]\nlr = -1.0\n", &["exp/test.toml:2", "positive"]),
         ("[base]\nseed = 0\n[axes]\nseed = [1, 2]\n", &["exp/test.toml:4", "already set at exp/test.toml:2"]),

@@ -22,10 +22,10 @@ fn inputs(t: &Tensors, dev: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<
 }
 
 fn vec(t: Tensor<3>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
+    t.into_data().try_into_vec_as::<f32>().unwrap()
 }
 fn vec2(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
+    t.into_data().try_into_vec_as::<f32>().unwrap()
 }
 
 /// Forward of a checkpoint against the reference hidden states and pooled outputs.
@@ -119,11 +119,11 @@ fn loaded_values_equal_checkpoint_values() {
     let (bert, _) = ckpt.load(&dev).unwrap();
     let file = Tensors::open(fixtures().join("tiny_bert/model.safetensors"));
     let q = &bert.encoder.layer[1].attention.self_attn.query;
-    let b: Vec<f32> = q.bias.as_ref().unwrap().val().into_data().to_vec().unwrap();
+    let b: Vec<f32> = q.bias.as_ref().unwrap().val().into_data().try_into_vec_as::<f32>().unwrap();
     assert_eq!(b, file.f32("bert.encoder.layer.1.attention.self.query.bias"));
-    let w: Vec<f32> = q.weight.val().transpose().into_data().convert::<f32>().to_vec().unwrap();
+    let w: Vec<f32> = q.weight.val().transpose().into_data().try_into_vec_as::<f32>().unwrap();
     assert_eq!(w, file.f32("bert.encoder.layer.1.attention.self.query.weight"));
-    let g: Vec<f32> = bert.encoder.layer[0].output.layer_norm.gamma.val().into_data().to_vec().unwrap();
+    let g: Vec<f32> = bert.encoder.layer[0].output.layer_norm.gamma.val().into_data().try_into_vec_as::<f32>().unwrap();
     assert_eq!(g, file.f32("bert.encoder.layer.0.output.LayerNorm.weight"));
 }
 

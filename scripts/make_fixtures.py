@@ -13,6 +13,7 @@ Everything it writes lands under tests/fixtures/ and is committed:
                         BertForSequenceClassification (keys carry the `bert.` prefix)
                         plus config.json; every bias and LayerNorm vector is randomised so
                         that a mis-mapped tensor cannot hide behind an all-zero init.
+- tiny_bert_bin/        the same encoder as a legacy `pytorch_model.bin` (no prefix, gamma/beta)
 - tiny_bert_reference.safetensors   inputs, last hidden states, pooled outputs and logits
 - minilm_reference.safetensors      the same for all-MiniLM-L6-v2 on tokenised text
 - tokenizer_cases.json  texts/pairs and the ids HF produces (fast and slow tokenizer agree)
@@ -312,6 +313,14 @@ def main():
 
     tiny_dir = os.path.join(OUT, "tiny_bert")
     model = make_tiny(tiny_dir)
+    # the same encoder as a legacy pytorch_model.bin (no `bert.` prefix, LayerNorm gamma/beta names)
+    bin_dir = os.path.join(OUT, "tiny_bert_bin")
+    os.makedirs(bin_dir, exist_ok=True)
+    legacy = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+              for k, v in model.bert.state_dict().items()}
+    torch.save(legacy, os.path.join(bin_dir, "pytorch_model.bin"))
+    with open(os.path.join(tiny_dir, "config.json")) as f, open(os.path.join(bin_dir, "config.json"), "w") as g:
+        g.write(f.read())
     ids, tt, mask = tiny_inputs()
     h, p = forward_reference(model.bert, ids, tt, mask)
     with torch.no_grad():

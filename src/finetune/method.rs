@@ -94,7 +94,6 @@ impl Method {
     /// The classifier head always trains. Masked methods (rand_*) train the whole tensor here and
     /// restrict it with a gradient mask.
     pub fn trains(&self, hf: &str) -> bool {
-        let is_bias = hf.ends_with("bias");
         match self {
             Method::FullFt => true,
             Method::Bitfit => hf.contains("bias"),
@@ -110,9 +109,11 @@ impl Method {
                         hf.contains(pat)
                     })
             }
-            Method::RandUniform { .. } => hf.starts_with("encoder.") && !is_bias,
+            Method::RandUniform { .. } => hf.starts_with("encoder."),
             Method::RandRowCol => {
-                (hf.starts_with("encoder.") || hf.starts_with("pooler.")) && !is_bias && !hf.ends_with("word_embeddings.weight")
+                // LayerNorm gains (unmasked) and the encoder/pooler weight matrices (masked)
+                hf.ends_with(".weight")
+                    && (hf.contains("LayerNorm") || hf.starts_with("encoder.") || hf.starts_with("pooler."))
             }
         }
     }

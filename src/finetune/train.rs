@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -196,6 +196,15 @@ impl Trainer {
         Trainer { model: Some(model), opt: AdamW::new(optimizer), device, regression }
     }
 
+    /// Restrict updates of masked parameters (rand_* methods) to their mask's scalars.
+    pub fn set_masks(&mut self, masks: &[super::masks::Mask]) {
+        let dev = self.device.clone().without_autodiff();
+        for m in masks {
+            let t = Tensor::<1>::from_data(TensorData::new(m.values.clone(), [m.values.len()]), &dev);
+            self.opt.set_mask(m.id, t);
+        }
+    }
+
     pub fn model(&self) -> &BertClassifier {
         self.model.as_ref().expect("model present between steps")
     }
@@ -349,9 +358,6 @@ pub enum Event<'a> {
 /// Run one fine-tuning job from its configuration, reporting progress to `on_event`.
 pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunResult> {
     let started = Instant::now();
-    if cfg.method.is_masked() {
-        bail!("method {} (gradient-masked random subsets) is not implemented yet", cfg.method);
-    }
     let task = cfg.task;
     let glue = Glue::new(&cfg.data);
     let tok = BertTokenizer::from_model_dir(&cfg.model, cfg.max_length)?;
@@ -379,7 +385,14 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
     let mut trainer = Trainer::new(model, &cfg.method, cfg.optimizer, task.is_regression());
     let ps = params(trainer.model());
     let total_params: usize = ps.iter().map(|p| p.numel).sum();
-    let trainable_params: usize = ps.iter().filter(|p| p.require_grad).map(|p| p.numel).sum();
+    let all_bias: usize = ps.iter().filter(|p| p.hf_name.starts_with("bert.") && p.hf_name.ends_with(".bias")).map(|p| p.numel).sum();
+    let masks = super::masks::build_masks(&cfg.method, &ps, cfg.seed, all_bias);
+    trainer.set_masks(&masks);
+    let trainable_params: usize = ps
+        .iter()
+        .filter(|p| p.require_grad)
+        .map(|p| masks.iter().find(|m| m.id == p.id).map_or(p.numel, |m| m.ones))
+        .sum();
     let before = bias_vectors(trainer.model());
 
     let steps_per_epoch = train_enc.len().div_ceil(cfg.batch_size);

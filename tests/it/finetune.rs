@@ -157,3 +157,56 @@ fn trainable_counts_per_method() {
     assert_eq!(count("frozen"), head);
     assert_eq!(count("b_k"), l * h + h + head);
 }
+
+#[test]
+fn random_masks_leave_masked_scalars_untouched() {
+    use bitfit_repro::finetune::masks::build_masks;
+    let g = golden();
+    let file = Tensors::open(fixtures().join("golden_steps/full_ft.safetensors"));
+    for (spec, budget) in [("rand_uniform:500", Some(500usize)), ("rand_row_col", None)] {
+        let method = Method::parse(spec).unwrap();
+        let model = tiny_classifier(Backend::Ndarray, 3, &file);
+        let before = hf_tensors(&model, |_, _| true);
+        let mut trainer = Trainer::new(model, &method, AdamWConfig::default(), false);
+        let ps = params(trainer.model());
+        let masks = build_masks(&method, &ps, 3, 1000);
+        assert!(!masks.is_empty());
+        if let Some(b) = budget {
+            let ones: usize = masks.iter().map(|m| m.ones).sum();
+            // drawn with replacement: a few collisions, never more than the budget
+            assert!(ones <= b + masks.len() && ones * 10 >= b * 9, "{spec}: {ones} free scalars for budget {b}");
+        } else {
+            for m in &masks {
+                let p = ps.iter().find(|p| p.id == m.id).unwrap();
+                let (inp, out) = (p.shape[0], p.shape[1]);
+                assert!(m.ones == out || m.ones == (out / inp) * inp, "{}: {} ones", m.hf_name, m.ones);
+            }
+        }
+        trainer.set_masks(&masks);
+        for _ in 0..5 {
+            trainer.step(&batch(&g), &Targets::Classes(g.labels.clone()), 1e-2);
+        }
+        let after = hf_tensors(trainer.model(), |_, _| true);
+        let mut moved_free = 0;
+        for (a, b) in before.iter().zip(&after) {
+            let mask = masks.iter().find(|m| m.hf_name == a.name);
+            for (j, (x, y)) in a.values.iter().zip(&b.values).enumerate() {
+                let free = match mask {
+                    Some(m) if a.shape.len() == 2 => {
+                        let (out, inp) = (a.shape[0], a.shape[1]);
+                        m.values[(j % inp) * out + j / inp] > 0.0
+                    }
+                    Some(m) => m.values[j] > 0.0,
+                    None => b.require_grad,
+                };
+                if !free {
+                    assert_eq!(x.to_bits(), y.to_bits(), "{spec}: masked scalar {j} of {} changed", a.name);
+                } else if x != y {
+                    moved_free += 1;
+                }
+            }
+        }
+        assert!(moved_free > 0, "{spec}: nothing trained");
+        eprintln!("{spec}: {moved_free} free scalars moved, all masked ones bit-identical");
+    }
+}

@@ -217,3 +217,10 @@ fn config_errors_name_the_file() {
     let e = format!("{:#}", Checkpoint::open(dir.path()).err().expect("no weights file"));
     assert!(e.contains("no model.safetensors or pytorch_model.bin"), "{e}");
 }
+
+#[test]
+fn legacy_pytorch_model_bin_loads_and_matches() {
+    // torch.save'd state dict: no `bert.` prefix, LayerNorm gamma/beta
+    let ckpt = check_forward(&fixtures().join("tiny_bert_bin"), &fixtures().join("tiny_bert_reference.safetensors"), Backend::Ndarray);
+    assert!(ckpt.weights.ends_with("pytorch_model.bin"));
+}

@@ -1,0 +1,90 @@
+//! Gradient masks of the random baselines (paper Table 3):
+//!
+//! - `rand_uniform`: a budget of scalars (default: the model's all-bias count) spread over every
+//!   encoder tensor (`encoder.*`) in proportion to its size, indices drawn with replacement.
+//! - `rand_row_col`: per encoder/pooler weight matrix `[out, in]` (HF layout): with a coin flip,
+//!   or always when `out < in`, one random column; otherwise ⌊out/in⌋ random rows. LayerNorm gains
+//!   train unmasked, biases not at all.
+//!
+//! Masks are drawn in HF layout from the run seed and returned in burn layout (Linear weights are
+//! stored transposed, `[in, out]`).
+
+use burn::module::ParamId;
+use rand::seq::index::sample;
+use rand::{Rng, SeedableRng};
+
+use super::method::Method;
+use crate::model::ParamInfo;
+
+/// A 0/1 mask over one parameter (flattened, burn layout).
+pub struct Mask {
+    pub id: ParamId,
+    pub hf_name: String,
+    pub values: Vec<f32>,
+    /// scalars the mask frees
+    pub ones: usize,
+}
+
+fn is_linear_weight(p: &ParamInfo) -> bool {
+    p.shape.len() == 2 && !p.hf_name.contains("embeddings")
+}
+
+/// HF `[out, in]` (row-major) index → burn flat index.
+fn to_burn_index(p: &ParamInfo, hf_index: usize) -> usize {
+    if is_linear_weight(p) {
+        let (inp, out) = (p.shape[0], p.shape[1]); // burn [in, out]
+        let (o, i) = (hf_index / inp, hf_index % inp);
+        i * out + o
+    } else {
+        hf_index
+    }
+}
+
+/// The masks of `method` over the trainable encoder parameters in `params`; empty for methods
+/// without masks. `budget_default` is used when rand_uniform has no explicit budget.
+pub fn build_masks(method: &Method, params: &[ParamInfo], seed: u64, budget_default: usize) -> Vec<Mask> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6d61_736b); // "mask"
+    let encoder = |p: &&ParamInfo| p.require_grad && !p.hf_name.starts_with("classifier.");
+    let targets: Vec<&ParamInfo> = params.iter().filter(encoder).collect();
+    let mut out = Vec::new();
+    match method {
+        Method::RandUniform { budget } => {
+            let budget = budget.unwrap_or(budget_default);
+            let total: usize = targets.iter().map(|p| p.numel).sum();
+            for p in targets {
+                let k = ((budget as f64) * p.numel as f64 / total as f64).round() as usize;
+                let mut v = vec![0f32; p.numel];
+                for _ in 0..k {
+                    let hf = rng.random_range(0..p.numel);
+                    v[to_burn_index(p, hf)] = 1.0;
+                }
+                let ones = v.iter().filter(|x| **x > 0.0).count();
+                out.push(Mask { id: p.id, hf_name: p.hf_name.clone(), values: v, ones });
+            }
+        }
+        Method::RandRowCol => {
+            for p in targets.into_iter().filter(|p| is_linear_weight(p)) {
+                let (inp, outp) = (p.shape[0], p.shape[1]);
+                let mut v = vec![0f32; p.numel];
+                let column = outp < inp || rng.random_bool(0.5);
+                if column {
+                    let c = rng.random_range(0..inp);
+                    for o in 0..outp {
+                        v[to_burn_index(p, o * inp + c)] = 1.0;
+                    }
+                } else {
+                    let k = outp / inp;
+                    for r in sample(&mut rng, outp, k).iter() {
+                        for i in 0..inp {
+                            v[to_burn_index(p, r * inp + i)] = 1.0;
+                        }
+                    }
+                }
+                let ones = v.iter().filter(|x| **x > 0.0).count();
+                out.push(Mask { id: p.id, hf_name: p.hf_name.clone(), values: v, ones });
+            }
+        }
+        _ => {}
+    }
+    out
+}

@@ -214,7 +214,7 @@ fn train(a: TrainArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     println!(
-        "{task} {} lr {} seed {}: {} train examples, trainable {} of {} ({:.4}%), {:.1} train examples/s",
+        "{task} {} lr {:e} seed {}: {} train examples, trainable {} of {} ({:.4}%), {:.1} train examples/s",
         cfg.method,
         cfg.lr,
         cfg.seed,

@@ -102,12 +102,22 @@ impl TrainConfig {
     }
 }
 
+/// JSON has no NaN/inf: serde_json writes them as `null`; read `null` back as NaN so a diverged
+/// run's record (NaN weights, NaN loss) still parses.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
 /// Metrics of one split: metric name → value (fraction, not ×100).
 pub type Scores = BTreeMap<String, f64>;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
+    #[serde(deserialize_with = "nan_as_null::deserialize")]
     pub train_loss: f64,
     pub train: Option<Scores>,
     /// split name (`dev`, `dev_mismatched`) → scores
@@ -123,6 +133,7 @@ pub struct BiasChange {
     /// paper kind (b_q …), None for embeddings/pooler
     pub kind: Option<BiasKind>,
     pub layer: Option<usize>,
+    #[serde(deserialize_with = "nan_as_null::deserialize")]
     pub mean_abs_delta: f64,
 }
 
@@ -140,6 +151,7 @@ pub struct RunResult {
     pub train_examples: usize,
     pub steps: usize,
     pub wall_seconds: f64,
+    #[serde(deserialize_with = "nan_as_null::deserialize")]
     pub train_examples_per_second: f64,
     pub bias_changes: Vec<BiasChange>,
     /// a NaN/inf loss stopped the run
@@ -416,6 +428,7 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
             step += 1;
             if !loss.is_finite() {
                 diverged = true;
+                train_time += t0.elapsed().as_secs_f64();
                 break 'epochs;
             }
             loss_sum += loss;
@@ -458,8 +471,7 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
         train_examples: train_ex.len(),
         steps: step,
         wall_seconds: started.elapsed().as_secs_f64(),
-        train_examples_per_second: (step.min(total_steps) * cfg.batch_size).min(train_ex.len() * cfg.epochs) as f64
-            / train_time.max(1e-9),
+        train_examples_per_second: (step * cfg.batch_size).min(train_ex.len() * cfg.epochs) as f64 / train_time.max(1e-9),
         bias_changes: bias_changes(&before, &after),
         diverged,
     })

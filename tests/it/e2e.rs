@@ -112,3 +112,38 @@ fn two_workers_train_each_cell_once() {
     }
     eprintln!("runs trained by {} distinct worker processes", pids.len());
 }
+
+/// A grid whose first run diverges (NaN/inf loss): recorded as diverged, the grid goes on; and
+/// the grid split in two shards trains each half once.
+#[test]
+fn diverged_runs_are_recorded_and_shards_split_the_grid() {
+    let Some(model) = minilm() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = tmp.path().join("div.toml");
+    let data = crate::common::shared_data().join("glue");
+    std::fs::write(
+        &grid,
+        format!(
+            "name = \"div\"\nstore = \"{}\"\n[base]\nmodel = \"{}\"\ndata = \"{}\"\ntask = \"MRPC\"\nmethod = \"full_ft\"\n\
+             epochs = 1\nbatch_size = 8\nmax_length = 32\ntrain_size = 16\neval_size = 16\neval_train = false\n\
+             [axes]\nlr = [1e30, 2e-5]\nseed = [0, 1]\n",
+            tmp.path().join("store").display(),
+            model.display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    let g = grid.to_str().unwrap();
+    for shard in ["0/2", "1/2"] {
+        let out = repro().args(["run", g, "--shard", shard]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 diverged") && text.contains("1 trained"), "shard {shard}: {text}");
+    }
+    let out = repro().args(["status", g]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 diverged") && text.contains("2 done"), "{text}");
+    let dirs = run_dirs(&tmp.path().join("store"));
+    assert_eq!(dirs.len(), 4);
+    assert!(dirs.iter().all(|d| attempts(d) == 1));
+}

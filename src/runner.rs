@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use sha2::Digest;
 
 use crate::finetune::train::{Event, train};
 use crate::grid::{Cell, Grid};
@@ -36,6 +37,8 @@ pub fn plan(grid: &Grid) -> Result<Vec<PlannedRun>> {
         let model_digest = digests.model(&cell.config.model)?;
         let data_digest = digests.data(&cell.config.data, cell.config.task)?;
         let id = run_id(&cell.config, &model_digest, &data_digest);
+        let key = hex::encode(&sha2::Sha256::digest(format!("{model_digest}{data_digest}").as_bytes())[..8]);
+        cell.config.token_cache = Some((grid.store.join("cache"), key));
         if out.iter().any(|r| r.id == id) {
             continue;
         }

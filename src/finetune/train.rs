@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use burn::module::{ModuleMapper, ModuleVisitor, Param};
+use burn::module::{ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rand::SeedableRng;
@@ -18,7 +18,7 @@ use super::optim::{AdamW, AdamWConfig, StepStats};
 use crate::backend::Backend;
 use crate::data::{Example, Glue, Label, Split, Task};
 use crate::metrics::{Outputs, score};
-use crate::model::{BertClassifier, BiasKind, Checkpoint, HeadPooling, batch_tensors, hf_name, params};
+use crate::model::{BertClassifier, BiasKind, Checkpoint, HeadPooling, batch_tensors, hf_name, hf_tensors, params};
 use crate::tokenize::{Batch, BertTokenizer, Encoded};
 
 /// Learning-rate schedule. The reference code uses a constant rate.
@@ -74,6 +74,10 @@ pub struct TrainConfig {
     pub pad_to_max_length: bool,
     /// score only the first N examples of each dev split (smoke runs; None: all)
     pub eval_size: Option<usize>,
+    /// where tokenised splits are cached, and the key (model + data digests) that names them;
+    /// not part of the run's identity
+    #[serde(skip)]
+    pub token_cache: Option<(PathBuf, String)>,
 }
 
 impl TrainConfig {
@@ -98,6 +102,7 @@ impl TrainConfig {
             eval_train: true,
             pad_to_max_length: false,
             eval_size: None,
+            token_cache: None,
         }
     }
 }
@@ -266,6 +271,23 @@ pub fn encode_all(tok: &BertTokenizer, ex: &[Example]) -> Result<Vec<Encoded>> {
     ex.iter().map(|e| tok.encode(&e.text_a, e.text_b.as_deref())).collect()
 }
 
+/// Tokenise a whole split, through the grid's token cache when there is one: the file
+/// `tokens-<key>-<task>-<split>-<max_length>.json` is written once and reused by every run that
+/// reads the same model and data files.
+fn encode_split(cfg: &TrainConfig, tok: &BertTokenizer, split: Split, ex: &[Example]) -> Result<Vec<Encoded>> {
+    let Some((dir, key)) = &cfg.token_cache else { return encode_all(tok, ex) };
+    let path = dir.join(format!("tokens-{key}-{}-{split}-{}.json", cfg.task.name(), cfg.max_length));
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(enc) = serde_json::from_slice::<Vec<Encoded>>(&bytes)
+        && enc.len() == ex.len()
+    {
+        return Ok(enc);
+    }
+    let enc = encode_all(tok, ex)?;
+    crate::store::write_atomic(&path, &serde_json::to_vec(&enc)?)?;
+    Ok(enc)
+}
+
 /// The reproducible training-size subset: a `data_seed` shuffle of the indices, first `n`.
 pub fn subset_indices(len: usize, n: Option<usize>, data_seed: u64) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..len).collect();
@@ -314,36 +336,12 @@ pub fn evaluate(
     score(task, &out)
 }
 
-#[derive(Default)]
-struct BiasSnapshot {
-    path: Vec<String>,
-    out: Vec<(String, Vec<f32>)>,
-}
-
-impl ModuleVisitor for BiasSnapshot {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        let path = self.path.join(".");
-        if let Some(enc) = path.strip_prefix("bert.") {
-            let hf = hf_name(enc);
-            if hf.ends_with(".bias") {
-                let v = p.val().into_data().try_into_vec_as::<f32>().expect("f32 tensor");
-                self.out.push((hf, v));
-            }
-        }
-    }
-}
-
-/// Every bias vector of the encoder (HF name → values).
+/// Every bias vector of the encoder (HF name without `bert.` → values).
 pub fn bias_vectors(model: &BertClassifier) -> Vec<(String, Vec<f32>)> {
-    let mut s = BiasSnapshot::default();
-    model.visit(&mut s);
-    s.out
+    hf_tensors(model, |name, _| name.starts_with("bert.") && name.ends_with(".bias"))
+        .into_iter()
+        .map(|t| (t.name["bert.".len()..].to_string(), t.values))
+        .collect()
 }
 
 /// Mean |Δ| of every bias vector between two snapshots.
@@ -376,14 +374,20 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
     let all_train = glue.load(task, Split::Train)?;
     let keep = subset_indices(all_train.len(), cfg.train_size, cfg.data_seed);
     let train_ex: Vec<Example> = keep.iter().map(|&i| all_train[i].clone()).collect();
-    let train_enc = encode_all(&tok, &train_ex).context("tokenising the training set")?;
+    let train_enc: Vec<Encoded> = if cfg.token_cache.is_some() {
+        let all = encode_split(cfg, &tok, Split::Train, &all_train).context("tokenising the training set")?;
+        keep.iter().map(|&i| all[i].clone()).collect()
+    } else {
+        encode_all(&tok, &train_ex).context("tokenising the training set")?
+    };
     let mut devs = Vec::new();
     for &split in task.dev_splits() {
         let mut ex = glue.load(task, split)?;
+        let mut enc = encode_split(cfg, &tok, split, &ex)?;
         if let Some(n) = cfg.eval_size {
             ex.truncate(n);
+            enc.truncate(n);
         }
-        let enc = encode_all(&tok, &ex)?;
         devs.push((split.to_string(), ex, enc));
     }
     let pad_to = cfg.pad_to_max_length.then_some(cfg.max_length);

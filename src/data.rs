@@ -367,7 +367,7 @@ impl Glue {
         bail!(
             "GLUE {task} {split}: neither {} (GLUE TSV layout) nor {}/{}*.parquet (nyu-mll/glue layout) exists; \
              point --data at a GLUE folder (GLUE's download_glue_data.py) or fetch the parquet files with \
-             `repro fetch-glue`",
+             `repro fetch --dataset nyu-mll/glue`",
             tsv.display(),
             pq_dir.display(),
             prefix

@@ -16,7 +16,7 @@ pub enum RepoKind {
 }
 
 impl RepoKind {
-    fn prefix(self) -> &'static str {
+    pub fn prefix(self) -> &'static str {
         match self {
             RepoKind::Model => "models",
             RepoKind::Dataset => "datasets",
@@ -107,4 +107,114 @@ pub fn resolve_data(spec: &str) -> Result<PathBuf> {
         );
     }
     Ok(p.to_path_buf())
+}
+
+// ---------------------------------------------------------------------------------------------
+// fetching into the cache (needs internet; tested offline against a loopback server)
+
+/// `$HF_ENDPOINT` or the public hub.
+pub fn hub_endpoint() -> String {
+    std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()).trim_end_matches('/').to_string()
+}
+
+/// The files a BERT model needs (the rest of a hub repo — other frameworks' weights — is skipped).
+pub const MODEL_FILES: [&str; 7] = [
+    "config.json",
+    "model.safetensors",
+    "pytorch_model.bin",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+];
+
+#[derive(serde::Deserialize)]
+struct RepoInfo {
+    sha: String,
+    siblings: Vec<Sibling>,
+}
+
+#[derive(serde::Deserialize)]
+struct Sibling {
+    rfilename: String,
+}
+
+/// Download the files of `repo_id` at `revision` that `want` selects into the hub cache at
+/// `cache`, in huggingface_hub's layout (blobs named by ETag, snapshot symlinks, refs), so that
+/// Python tools and this harness share it. Returns the snapshot folder.
+pub fn fetch(
+    cache: &Path,
+    endpoint: &str,
+    kind: RepoKind,
+    repo_id: &str,
+    revision: &str,
+    want: &dyn Fn(&str) -> bool,
+) -> Result<PathBuf> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(fetch_async(cache, endpoint, kind, repo_id, revision, want))
+}
+
+async fn fetch_async(
+    cache: &Path,
+    endpoint: &str,
+    kind: RepoKind,
+    repo_id: &str,
+    revision: &str,
+    want: &dyn Fn(&str) -> bool,
+) -> Result<PathBuf> {
+    let client = reqwest::Client::builder().user_agent(concat!("bitfit-repro/", env!("CARGO_PKG_VERSION"))).build()?;
+    let auth = |r: reqwest::RequestBuilder| match std::env::var("HF_TOKEN") {
+        Ok(t) if !t.is_empty() => r.bearer_auth(t),
+        _ => r,
+    };
+    let api = format!("{endpoint}/api/{}/{repo_id}/revision/{revision}", kind.prefix());
+    let info: RepoInfo = auth(client.get(&api))
+        .send()
+        .await
+        .with_context(|| format!("GET {api}"))?
+        .error_for_status()
+        .with_context(|| format!("GET {api}: is `{repo_id}` a {} id on the hub?", kind.prefix().trim_end_matches('s')))?
+        .json()
+        .await
+        .with_context(|| format!("GET {api}: unexpected answer"))?;
+    let mut files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).filter(|f| want(f)).collect();
+    if files.iter().any(|f| f == "model.safetensors") {
+        files.retain(|f| f != "pytorch_model.bin"); // one weights file is enough
+    }
+    if files.is_empty() {
+        bail!("{repo_id}@{revision}: none of its files are wanted here");
+    }
+    let repo = cache.join(cache_repo_folder(kind, repo_id));
+    let snapshot = repo.join("snapshots").join(&info.sha);
+    let url_prefix = match kind {
+        RepoKind::Model => format!("{endpoint}/{repo_id}/resolve/{}", info.sha),
+        RepoKind::Dataset => format!("{endpoint}/datasets/{repo_id}/resolve/{}", info.sha),
+    };
+    for f in &files {
+        let link = snapshot.join(f);
+        if link.exists() {
+            continue; // already in the cache
+        }
+        let url = format!("{url_prefix}/{f}");
+        let resp = auth(client.get(&url)).send().await.with_context(|| format!("GET {url}"))?.error_for_status()?;
+        let etag = resp
+            .headers()
+            .get("x-linked-etag")
+            .or_else(|| resp.headers().get("etag"))
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.trim_start_matches("W/").trim_matches('"').to_string())
+            .unwrap_or_else(|| format!("{}-{}", info.sha, f.replace('/', "-")));
+        let bytes = resp.bytes().await.with_context(|| format!("downloading {url}"))?;
+        let blob = repo.join("blobs").join(&etag);
+        crate::store::write_atomic(&blob, &bytes)?;
+        std::fs::create_dir_all(link.parent().expect("file in snapshot"))?;
+        let depth = f.matches('/').count() + 2;
+        let rel: PathBuf = std::iter::repeat_n("..", depth).collect::<PathBuf>().join("blobs").join(&etag);
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&rel, &link).with_context(|| format!("linking {}", link.display()))?;
+        #[cfg(not(unix))]
+        std::fs::copy(&blob, &link).map(|_| ())?;
+    }
+    crate::store::write_atomic(&repo.join("refs").join(revision), info.sha.as_bytes())?;
+    Ok(snapshot)
 }

@@ -52,6 +52,20 @@ enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Download a hub model (config, weights, tokenizer) or dataset (nyu-mll/glue parquet files)
+    /// into the Hugging Face cache, where `--model ID` / `data = "hf:ID"` find it. Needs internet.
+    Fetch {
+        /// hub id, e.g. bert-base-cased or nyu-mll/glue
+        id: String,
+        /// the id is a dataset
+        #[arg(long)]
+        dataset: bool,
+        #[arg(long, default_value = "main")]
+        revision: String,
+        /// dataset configs to fetch (comma-separated, e.g. rte,mrpc); default all
+        #[arg(long)]
+        configs: Option<String>,
+    },
     /// Tokenise a sentence (or a pair) with a model's tokenizer and print the ids.
     Tokenize {
         model: String,
@@ -317,6 +331,18 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Train(a) => train(a)?,
+        Cmd::Fetch { id, dataset, revision, configs } => {
+            let kind = if dataset { hub::RepoKind::Dataset } else { hub::RepoKind::Model };
+            let configs: Option<Vec<String>> = configs.map(|c| c.split(',').map(|x| format!("{}/", x.trim())).collect());
+            let want = |f: &str| match kind {
+                hub::RepoKind::Model => hub::MODEL_FILES.contains(&f),
+                hub::RepoKind::Dataset => {
+                    f.ends_with(".parquet") && configs.as_ref().is_none_or(|c| c.iter().any(|p| f.starts_with(p.as_str())))
+                }
+            };
+            let dir = hub::fetch(&hub::hub_cache_dir(), &hub::hub_endpoint(), kind, &id, &revision, &want)?;
+            println!("{id}@{revision} is in the cache at {}", dir.display());
+        }
         Cmd::Run(a) => run_grid(a)?,
         Cmd::Status { grid, set } => {
             let grid = load_grid(&grid, &set)?;

@@ -152,3 +152,61 @@ fn model_cache_resolution_follows_refs() {
     let e = cached_snapshot(cache.path(), RepoKind::Model, "roberta-base", "main").unwrap_err().to_string();
     assert!(e.contains("not in the Hugging Face cache"), "{e}");
 }
+
+/// `repro fetch`'s download code against a loopback server that speaks the hub's API: the cache
+/// it writes (blobs, snapshot links, refs) is what the resolver and the loaders read.
+#[test]
+fn fetch_writes_the_hub_cache_layout() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let sha = "5a5e";
+    let config = std::fs::read(crate::common::fixtures().join("tiny_bert/config.json")).unwrap();
+    let weights = std::fs::read(crate::common::fixtures().join("tiny_bert/model.safetensors")).unwrap();
+    let api = format!(
+        r#"{{"sha":"{sha}","siblings":[{{"rfilename":"config.json"}},{{"rfilename":"model.safetensors"}},{{"rfilename":"pytorch_model.bin"}},{{"rfilename":"tf_model.h5"}}]}}"#
+    );
+    let server = std::thread::spawn(move || {
+        let mut served = Vec::new();
+        for stream in listener.incoming().take(3) {
+            let mut stream = stream.unwrap();
+            let mut line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            reader.read_line(&mut line).unwrap();
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+            }
+            let path = line.split_whitespace().nth(1).unwrap().to_string();
+            let (body, etag): (Vec<u8>, &str) = match path.as_str() {
+                "/api/models/org/tiny/revision/main" => (api.clone().into_bytes(), "api"),
+                p if p == format!("/org/tiny/resolve/{sha}/config.json") => (config.clone(), "etag-config"),
+                p if p == format!("/org/tiny/resolve/{sha}/model.safetensors") => (weights.clone(), "etag-weights"),
+                _ => (b"not found".to_vec(), ""),
+            };
+            let status = if etag.is_empty() { "404 Not Found" } else { "200 OK" };
+            write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nETag: \"{etag}\"\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+            stream.write_all(&body).unwrap();
+            served.push(path);
+        }
+        served
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let want = |f: &str| bitfit_repro::hub::MODEL_FILES.contains(&f);
+    let snap = bitfit_repro::hub::fetch(cache.path(), &endpoint, RepoKind::Model, "org/tiny", "main", &want).unwrap();
+    let served = server.join().unwrap();
+    assert_eq!(served.len(), 3, "api + 2 files (pytorch_model.bin skipped: safetensors present; tf_model.h5 not wanted)");
+    let repo = cache.path().join("models--org--tiny");
+    assert_eq!(std::fs::read_to_string(repo.join("refs/main")).unwrap(), sha);
+    assert!(repo.join("blobs/etag-weights").is_file());
+    assert!(std::fs::symlink_metadata(snap.join("model.safetensors")).unwrap().file_type().is_symlink());
+    // the resolver finds it, and the model loads from it
+    let found = cached_snapshot(cache.path(), RepoKind::Model, "org/tiny", "main").unwrap();
+    assert_eq!(found, snap);
+    let dev = bitfit_repro::backend::Backend::Ndarray.device().unwrap();
+    let (_, report) = bitfit_repro::model::Checkpoint::open(&found).unwrap().load(&dev).unwrap();
+    assert!(report.applied > 0);
+}

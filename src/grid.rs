@@ -209,6 +209,9 @@ fn check_setting(key: &str, value: &Value, at: &str) -> Result<()> {
                 bail!("`{k}` must be a positive number");
             }
         }
+        if s.warmup_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+            bail!("`warmup_ratio` must be between 0 and 1");
+        }
         for (k, v) in [("epochs", s.epochs), ("batch_size", s.batch_size), ("max_length", s.max_length)] {
             if v == Some(0) {
                 bail!("`{k}` must be at least 1");
@@ -352,8 +355,11 @@ impl Grid {
             self.store = PathBuf::from(value.as_str().unwrap_or(raw));
             return Ok(());
         }
-        // the CLI wins: drop the key from wherever the file set it
+        // the CLI wins: drop the key from wherever the file set it, overrides included
         self.base.remove(&key);
+        for (_, set) in &mut self.overrides {
+            set.remove(&key);
+        }
         for (keys, rows) in &mut self.axes {
             if let Some(i) = keys.iter().position(|x| *x == key) {
                 if keys.len() > 1 {
@@ -375,7 +381,8 @@ impl Grid {
         Ok(())
     }
 
-    /// All cells, in a stable order (axes in file order, values in list order).
+    /// All cells, in a stable order: axes sorted by key, then zip groups in file order; values in
+    /// list order, the last axis varying fastest.
     pub fn expand(&self) -> Result<Vec<Cell>> {
         let mut cells: Vec<BTreeMap<String, Value>> = vec![self.base.clone()];
         for (keys, rows) in &self.axes {

@@ -7,6 +7,7 @@
 //! accounting), [`hub`] (where models and data come from), [`backend`] (compute backends).
 
 pub mod backend;
+pub mod bench;
 pub mod data;
 pub mod finetune;
 pub mod grid;

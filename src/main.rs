@@ -66,6 +66,9 @@ enum Cmd {
         #[arg(long)]
         configs: Option<String>,
     },
+    /// Training-step speed and peak memory per backend and method on a model shape (random
+    /// weights), as a table and JSON; compare with scripts/bench_pytorch.py.
+    Bench(BenchArgs),
     /// Tokenise a sentence (or a pair) with a model's tokenizer and print the ids.
     Tokenize {
         model: String,
@@ -74,6 +77,79 @@ enum Cmd {
         #[arg(long, default_value_t = 128)]
         max_length: usize,
     },
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// model folder whose config.json gives the shape
+    #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+    model: String,
+    /// a named shape instead: bert-base-cased, bert-large-cased
+    #[arg(long)]
+    shape: Option<String>,
+    #[arg(long, value_delimiter = ',', default_value = "ndarray,flex")]
+    backends: Vec<Backend>,
+    #[arg(long, value_delimiter = ',', default_value = "full_ft,bitfit,b_q+b_m2")]
+    methods: Vec<String>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 128)]
+    seq_len: usize,
+    /// measured steps (median reported)
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// also write the rows as JSON here
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// run one cell in this process and print its JSON row (used by the parent)
+    #[arg(long, hide = true)]
+    one: bool,
+    #[arg(long, hide = true)]
+    backend: Option<Backend>,
+    #[arg(long, hide = true)]
+    method: Option<String>,
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    use bitfit_repro::bench;
+    let (name, cfg) = match a.shape.as_deref() {
+        Some("bert-base-cased") => ("bert-base-cased".to_string(), model::BertConfig::bert_base_cased()),
+        Some("bert-large-cased") => ("bert-large-cased".to_string(), model::BertConfig::bert_large_cased()),
+        Some(s) => anyhow::bail!("--shape `{s}`: valid shapes are bert-base-cased, bert-large-cased"),
+        None => {
+            let dir = hub::resolve_model(&a.model)?;
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            (name, model::BertConfig::from_file(&dir.join("config.json"))?)
+        }
+    };
+    if a.one {
+        let backend = a.backend.unwrap_or_default();
+        let method = bitfit_repro::finetune::Method::parse(a.method.as_deref().unwrap_or("full_ft"))?;
+        let row = bench::bench_one(&name, &cfg, backend, &method, a.batch_size, a.seq_len, a.warmup, a.steps)?;
+        println!("{}", serde_json::to_string(&row)?);
+        return Ok(());
+    }
+    for m in &a.methods {
+        bitfit_repro::finetune::Method::parse(m)?;
+    }
+    let mut shared = vec![
+        format!("--batch-size={}", a.batch_size),
+        format!("--seq-len={}", a.seq_len),
+        format!("--steps={}", a.steps),
+        format!("--warmup={}", a.warmup),
+        format!("--model={}", a.model),
+    ];
+    if let Some(s) = &a.shape {
+        shared.push(format!("--shape={s}"));
+    }
+    let rows = bench::bench_all(&a.backends, &a.methods, &shared)?;
+    print!("{}", bench::render(&rows));
+    if let Some(p) = a.json {
+        bitfit_repro::store::write_atomic(&p, &serde_json::to_vec_pretty(&rows)?)?;
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -331,6 +407,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Train(a) => train(a)?,
+        Cmd::Bench(a) => bench(a)?,
         Cmd::Fetch { id, dataset, revision, configs } => {
             let kind = if dataset { hub::RepoKind::Dataset } else { hub::RepoKind::Model };
             let configs: Option<Vec<String>> = configs.map(|c| c.split(',').map(|x| format!("{}/", x.trim())).collect());

@@ -162,14 +162,30 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
             }
             _ => {}
         }
-        let Some(lock) = store.try_lock(&run.id)? else {
+        // a `repro status` probing the lock holds it for an instant: retry before giving up
+        let mut lock = None;
+        for _ in 0..5 {
+            lock = store.try_lock(&run.id)?;
+            if lock.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(40));
+        }
+        let Some(lock) = lock else {
             s.skipped_locked += 1;
             continue;
         };
-        // another worker may have finished it between the state check and the lock
-        if store.result(&run.id).is_some() {
-            s.skipped_done += 1;
-            continue;
+        // another worker may have finished (or failed) it between the state check and the lock
+        match store.state_ignoring_lock(&run.id) {
+            RunState::Done | RunState::Diverged => {
+                s.skipped_done += 1;
+                continue;
+            }
+            RunState::Failed(_) if !opts.retry_failed => {
+                s.skipped_done += 1;
+                continue;
+            }
+            _ => {}
         }
         let desc = describe(run, &keys);
         overall.set_message(desc.clone());

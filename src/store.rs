@@ -30,9 +30,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join(format!(
-        ".{}.tmp.{}",
+        ".{}.tmp.{}.{:016x}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
+        std::process::id(),
+        rand::random::<u64>()
     ));
     let mut f = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(bytes)?;
@@ -79,7 +80,15 @@ impl Digests {
     /// config.json, weights and tokenizer files of a model folder.
     pub fn model(&mut self, dir: &Path) -> Result<String> {
         let mut parts = Vec::new();
-        for f in ["config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt"] {
+        for f in [
+            "config.json",
+            "model.safetensors",
+            "pytorch_model.bin",
+            "tokenizer.json",
+            "vocab.txt",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ] {
             let p = dir.join(f);
             if p.is_file() {
                 parts.push(format!("{f}:{}", self.file(&p)?));
@@ -226,14 +235,19 @@ impl Store {
     }
 
     pub fn state(&self, id: &str) -> RunState {
+        match self.state_ignoring_lock(id) {
+            RunState::Interrupted | RunState::Pending if self.is_locked(id) => RunState::Running,
+            s => s,
+        }
+    }
+
+    /// The state from the files alone (for the worker that holds the lock itself).
+    pub fn state_ignoring_lock(&self, id: &str) -> RunState {
         if let Some(r) = self.result(id) {
             return if r.diverged { RunState::Diverged } else { RunState::Done };
         }
         if !self.run_dir(id).is_dir() {
             return RunState::Pending;
-        }
-        if self.is_locked(id) {
-            return RunState::Running;
         }
         match self.status(id) {
             Some(s) if s.status == "failed" => RunState::Failed(s.error.unwrap_or_default()),

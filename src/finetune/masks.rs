@@ -1,16 +1,17 @@
 //! Gradient masks of the random baselines (paper Table 3):
 //!
 //! - `rand_uniform`: a budget of scalars (default: the model's all-bias count) spread over every
-//!   encoder tensor (`encoder.*`) in proportion to its size, indices drawn with replacement.
+//!   tensor of the BERT model (embeddings, encoder, pooler — as the reference's `model.bert`) in
+//!   proportion to its size (rounded down), indices drawn with replacement.
 //! - `rand_row_col`: per encoder/pooler weight matrix `[out, in]` (HF layout): with a coin flip,
-//!   or always when `out < in`, one random column; otherwise ⌊out/in⌋ random rows. LayerNorm gains
-//!   train unmasked, biases not at all.
+//!   or always when `out < in`, one random column; otherwise ⌊out/in⌋ random rows (drawn with
+//!   replacement, like the reference's `randint`). Encoder/pooler LayerNorm gains train unmasked,
+//!   biases not at all.
 //!
 //! Masks are drawn in HF layout from the run seed and returned in burn layout (Linear weights are
 //! stored transposed, `[in, out]`).
 
 use burn::module::ParamId;
-use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 
 use super::method::Method;
@@ -52,7 +53,7 @@ pub fn build_masks(method: &Method, params: &[ParamInfo], seed: u64, budget_defa
             let budget = budget.unwrap_or(budget_default);
             let total: usize = targets.iter().map(|p| p.numel).sum();
             for p in targets {
-                let k = ((budget as f64) * p.numel as f64 / total as f64).round() as usize;
+                let k = ((budget as f64) * p.numel as f64 / total as f64).floor() as usize;
                 let mut v = vec![0f32; p.numel];
                 for _ in 0..k {
                     let hf = rng.random_range(0..p.numel);
@@ -74,7 +75,7 @@ pub fn build_masks(method: &Method, params: &[ParamInfo], seed: u64, budget_defa
                     }
                 } else {
                     let k = outp / inp;
-                    for r in sample(&mut rng, outp, k).iter() {
+                    for r in (0..k).map(|_| rng.random_range(0..outp)) {
                         for i in 0..inp {
                             v[to_burn_index(p, r * inp + i)] = 1.0;
                         }

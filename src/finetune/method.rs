@@ -37,7 +37,7 @@ pub enum Method {
     ReferenceBiasTerms(Vec<String>),
     /// classifier only
     Frozen,
-    /// `budget` random scalars over the encoder tensors (None: the model's all-bias count) + classifier
+    /// `budget` random scalars over every tensor of the BERT model (None: its all-bias count) + classifier
     RandUniform { budget: Option<usize> },
     /// random rows/columns of every encoder weight matrix, LayerNorm gains + classifier
     RandRowCol,
@@ -69,6 +69,9 @@ impl Method {
                         bail!("method `{s}`: unknown reference bias key `{k}`; valid: {}", valid.join(", "));
                     }
                 }
+                let mut keys = keys;
+                keys.sort();
+                keys.dedup();
                 Method::ReferenceBiasTerms(keys)
             }
             _ if s.starts_with("b_") => {
@@ -109,11 +112,11 @@ impl Method {
                         hf.contains(pat)
                     })
             }
-            Method::RandUniform { .. } => hf.starts_with("encoder."),
+            // the reference spreads the budget over all of `model.bert` (embeddings, encoder, pooler)
+            Method::RandUniform { .. } => true,
             Method::RandRowCol => {
-                // LayerNorm gains (unmasked) and the encoder/pooler weight matrices (masked)
-                hf.ends_with(".weight")
-                    && (hf.contains("LayerNorm") || hf.starts_with("encoder.") || hf.starts_with("pooler."))
+                // encoder/pooler LayerNorm gains (unmasked) and weight matrices (masked)
+                hf.ends_with(".weight") && (hf.starts_with("encoder.") || hf.starts_with("pooler."))
             }
         }
     }

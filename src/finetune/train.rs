@@ -35,12 +35,13 @@ impl Schedule {
     pub fn lr(&self, base: f64, step: usize, total: usize) -> f64 {
         match *self {
             Schedule::Constant => base,
+            // transformers' get_linear_schedule_with_warmup, evaluated at optimizer step `step`
             Schedule::Linear { warmup_ratio } => {
-                let warm = (warmup_ratio * total as f64).round() as usize;
+                let warm = (warmup_ratio.clamp(0.0, 1.0) * total as f64).round() as usize;
                 if step < warm {
-                    base * (step + 1) as f64 / warm as f64
+                    base * step as f64 / warm.max(1) as f64
                 } else {
-                    base * (total.saturating_sub(step)) as f64 / (total - warm).max(1) as f64
+                    base * (total.saturating_sub(step)) as f64 / total.saturating_sub(warm).max(1) as f64
                 }
             }
         }
@@ -179,6 +180,8 @@ pub struct Trainer {
 
 struct SetTrainable<'a> {
     method: &'a Method,
+    /// the pooler feeds nothing when the head reads [CLS] or the mean: never train it then
+    pooler_used: bool,
     path: Vec<String>,
 }
 
@@ -192,6 +195,7 @@ impl ModuleMapper for SetTrainable<'_> {
     fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let path = self.path.join(".");
         let train = match path.strip_prefix("bert.") {
+            Some(enc) if enc.starts_with("pooler.") && !self.pooler_used => false,
             Some(enc) => self.method.trains(&hf_name(enc)),
             None => true, // the task head
         };
@@ -202,7 +206,8 @@ impl ModuleMapper for SetTrainable<'_> {
 /// Mark exactly the tensors `method` trains as requiring gradients (all others: no gradient is
 /// computed for them at all).
 pub fn apply_method(model: BertClassifier, method: &Method) -> BertClassifier {
-    model.map(&mut SetTrainable { method, path: Vec::new() })
+    let pooler_used = model.pooling == HeadPooling::Pooler;
+    model.map(&mut SetTrainable { method, pooler_used, path: Vec::new() })
 }
 
 impl Trainer {
@@ -396,6 +401,14 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
     let dev = infer_dev.clone().autodiff();
     dev.seed(cfg.seed);
     let ckpt = Checkpoint::open(&cfg.model)?;
+    if cfg.max_length > ckpt.config.max_position_embeddings {
+        anyhow::bail!(
+            "max_length {} exceeds the model's max_position_embeddings {} ({}); lower max_length",
+            cfg.max_length,
+            ckpt.config.max_position_embeddings,
+            cfg.model.join("config.json").display()
+        );
+    }
     let (bert, _) = ckpt.load(&dev)?;
     let model = BertClassifier::new(bert, &ckpt.config, task.num_outputs(), cfg.head, cfg.seed, &dev);
     let mut trainer = Trainer::new(model, &cfg.method, cfg.optimizer, task.is_regression());

@@ -147,3 +147,28 @@ fn diverged_runs_are_recorded_and_shards_split_the_grid() {
     assert_eq!(dirs.len(), 4);
     assert!(dirs.iter().all(|d| attempts(d) == 1));
 }
+
+/// `repro bench` runs each cell in its own process and reports sane fields (no timing asserts).
+#[test]
+fn bench_reports_every_cell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
+    let out = repro()
+        .args(["bench", "--model", "tests/fixtures/tiny_bert", "--batch-size", "2", "--seq-len", "8", "--steps", "2"])
+        .args(["--backends", "ndarray,flex", "--methods", "full_ft,bitfit"])
+        .arg(format!("--json={}", json.display()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert!(r["ms_per_step_median"].as_f64().unwrap() > 0.0);
+        assert!(r["peak_rss_mib"].as_f64().unwrap() > 1.0);
+        assert!(r["gflop_per_step"].as_f64().unwrap() > 0.0);
+    }
+    let trainable = |m: &str| rows.iter().find(|r| r["method"] == m).unwrap()["trainable_params"].as_u64().unwrap();
+    assert!(trainable("bitfit") * 10 < trainable("full_ft"));
+    assert!(text.contains("ms/step"), "{text}");
+}

@@ -55,6 +55,8 @@ fn cartesian_zip_and_overrides() {
 fn cli_set_overrides_base_and_axes() {
     let mut g = parse(GRID).unwrap();
     g.apply_set("epochs=1").unwrap();
+    // the CLI beats the file's [[override]] too
+    assert!(g.expand().unwrap().iter().all(|c| c.config.epochs == 1));
     g.apply_set("seeds=[7]").unwrap();
     g.apply_set("store=/tmp/elsewhere").unwrap();
     g.apply_set("task=SST-2").unwrap();
@@ -135,6 +137,7 @@ fn bad_grids_name_the_problem() {
         ("[base]\nepochs = 0\n", &["exp/test.toml:2", "at least 1"]),
         ("[base\nepochs = 3\n", &["exp/test.toml:1"]),
         ("name = \"a/b\"\n", &["plain folder name"]),
+        ("[base]\nwarmup_ratio = 1.5\n", &["exp/test.toml:2", "between 0 and 1"]),
     ];
     for (src, needles) in cases {
         let full = if src.contains("[axes]") { src.to_string() } else { format!("{src}{base}") };

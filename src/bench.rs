@@ -1,0 +1,158 @@
+//! `repro bench`: training-step speed and memory of a model shape, per backend and method.
+//!
+//! Each (backend, method) cell runs in its own process (`repro bench --one …`), so the peak RSS
+//! it reports (VmHWM) is that cell's alone. Weights are random: speed does not depend on values.
+//! The workload: BertForSequenceClassification (pooler head, 2 labels), every sequence
+//! `seq_len` real tokens (no padding), dropout on, the harness's AdamW + global clipping.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::backend::Backend;
+use crate::finetune::train::Targets;
+use crate::finetune::{AdamWConfig, Method, Trainer};
+use crate::model::{BertClassifier, BertConfig, BertModel, HeadPooling, params};
+use crate::tokenize::Batch;
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct BenchRow {
+    pub shape: String,
+    pub backend: String,
+    pub method: String,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub threads: usize,
+    pub steps: usize,
+    pub ms_per_step_median: f64,
+    pub ms_per_step_min: f64,
+    pub examples_per_second: f64,
+    pub peak_rss_mib: f64,
+    /// model FLOPs of one step: 3× forward for full_ft, 2× forward when no weight gradients
+    pub gflop_per_step: f64,
+    pub gflops_per_second: f64,
+    pub trainable_params: usize,
+}
+
+/// Forward FLOPs of one batch: 2·tokens·(matmul parameters) + attention score/value products.
+pub fn forward_flops(cfg: &BertConfig, batch: usize, seq: usize) -> f64 {
+    let (h, i, l) = (cfg.hidden_size as f64, cfg.intermediate_size as f64, cfg.num_hidden_layers as f64);
+    let tokens = (batch * seq) as f64;
+    let per_layer = 2.0 * tokens * (4.0 * h * h + 2.0 * h * i) + 4.0 * batch as f64 * (seq * seq) as f64 * h;
+    l * per_layer + 2.0 * batch as f64 * h * h
+}
+
+/// Peak resident set size of this process (Linux VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// One cell, in this process.
+pub fn bench_one(
+    shape_name: &str,
+    cfg: &BertConfig,
+    backend: Backend,
+    method: &Method,
+    batch: usize,
+    seq: usize,
+    warmup: usize,
+    steps: usize,
+) -> Result<BenchRow> {
+    let dev = backend.device()?.autodiff();
+    dev.seed(0);
+    let bert = BertModel::init(cfg, &dev);
+    let model = BertClassifier::new(bert, cfg, 2, HeadPooling::Pooler, 0, &dev);
+    let mut trainer = Trainer::new(model, method, AdamWConfig::default(), false);
+    let trainable = params(trainer.model()).iter().filter(|p| p.require_grad).map(|p| p.numel).sum();
+    let n = batch * seq;
+    let ids: Vec<i64> = (0..n).map(|k| 1 + ((k * 7919) % (cfg.vocab_size - 1)) as i64).collect();
+    let b = Batch {
+        batch_size: batch,
+        seq_len: seq,
+        input_ids: ids,
+        token_type_ids: vec![0; n],
+        attention_mask: vec![1; n],
+    };
+    let targets = Targets::Classes((0..batch).map(|k| (k % 2) as i64).collect());
+    let mut times = Vec::new();
+    for s in 0..warmup + steps {
+        let t0 = Instant::now();
+        let (loss, _) = trainer.step(&b, &targets, 1e-5);
+        anyhow::ensure!(loss.is_finite(), "bench loss is not finite");
+        if s >= warmup {
+            times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let fwd = forward_flops(cfg, batch, seq);
+    let gflop = fwd * if *method == Method::FullFt { 3.0 } else { 2.0 } / 1e9;
+    Ok(BenchRow {
+        shape: shape_name.to_string(),
+        backend: backend.name().to_string(),
+        method: method.to_string(),
+        batch_size: batch,
+        seq_len: seq,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        steps,
+        ms_per_step_median: median,
+        ms_per_step_min: times[0],
+        examples_per_second: batch as f64 / (median / 1000.0),
+        peak_rss_mib: peak_rss_mib(),
+        gflop_per_step: gflop,
+        gflops_per_second: gflop / (median / 1000.0),
+        trainable_params: trainable,
+    })
+}
+
+/// Run every (backend, method) cell in a child process; `args` are the shared flags.
+pub fn bench_all(backends: &[Backend], methods: &[String], args: &[String]) -> Result<Vec<BenchRow>> {
+    let exe = std::env::current_exe().context("locating the repro binary")?;
+    let mut rows = Vec::new();
+    for b in backends {
+        for m in methods {
+            let out = std::process::Command::new(&exe)
+                .arg("bench")
+                .args(args)
+                .args(["--one", "--backend", b.name(), "--method", m])
+                .output()
+                .context("starting a bench process")?;
+            if !out.status.success() {
+                anyhow::bail!("bench {b} {m} failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let row: BenchRow = serde_json::from_slice(&out.stdout)
+                .with_context(|| format!("bench {b} {m}: unreadable output {}", String::from_utf8_lossy(&out.stdout)))?;
+            eprintln!("{}", render(std::slice::from_ref(&row)).lines().last().unwrap_or(""));
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+pub fn render(rows: &[BenchRow]) -> String {
+    let mut s = format!(
+        "{:<16} {:<8} {:<10} {:>5} {:>4} {:>11} {:>9} {:>9} {:>8} {:>9}\n",
+        "shape", "backend", "method", "batch", "seq", "ms/step", "ex/s", "GFLOP/s", "RSS MiB", "trainable"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<16} {:<8} {:<10} {:>5} {:>4} {:>11.0} {:>9.2} {:>9.1} {:>8.0} {:>9}\n",
+            r.shape,
+            r.backend,
+            r.method,
+            r.batch_size,
+            r.seq_len,
+            r.ms_per_step_median,
+            r.examples_per_second,
+            r.gflops_per_second,
+            r.peak_rss_mib,
+            r.trainable_params
+        ));
+    }
+    s
+}

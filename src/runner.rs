@@ -131,6 +131,11 @@ pub struct Summary {
     pub skipped_locked: usize,
 }
 
+/// Whether a run needs no training in this invocation: done, diverged, or failed (unless retried).
+fn finished(state: &RunState, retry_failed: bool) -> bool {
+    matches!(state, RunState::Done | RunState::Diverged) || (matches!(state, RunState::Failed(_)) && !retry_failed)
+}
+
 /// Train every run of `runs` (in this worker's shard) that is not done, one after another.
 pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOptions) -> Result<Summary> {
     let keys = varying_keys(runs);
@@ -147,20 +152,14 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
     let mut s = Summary::default();
     for (n, (_, run)) in mine.iter().enumerate() {
         overall.set_position(n as u64);
-        match store.state(&run.id) {
-            RunState::Done | RunState::Diverged => {
-                s.skipped_done += 1;
-                continue;
-            }
-            RunState::Failed(_) if !opts.retry_failed => {
-                s.skipped_done += 1;
-                continue;
-            }
-            RunState::Running => {
-                s.skipped_locked += 1;
-                continue;
-            }
-            _ => {}
+        let state = store.state(&run.id);
+        if finished(&state, opts.retry_failed) {
+            s.skipped_done += 1;
+            continue;
+        }
+        if state == RunState::Running {
+            s.skipped_locked += 1;
+            continue;
         }
         // a `repro status` probing the lock holds it for an instant: retry before giving up
         let mut lock = None;
@@ -176,16 +175,9 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
             continue;
         };
         // another worker may have finished (or failed) it between the state check and the lock
-        match store.state_ignoring_lock(&run.id) {
-            RunState::Done | RunState::Diverged => {
-                s.skipped_done += 1;
-                continue;
-            }
-            RunState::Failed(_) if !opts.retry_failed => {
-                s.skipped_done += 1;
-                continue;
-            }
-            _ => {}
+        if finished(&store.state_ignoring_lock(&run.id), opts.retry_failed) {
+            s.skipped_done += 1;
+            continue;
         }
         let desc = describe(run, &keys);
         overall.set_message(desc.clone());

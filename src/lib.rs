@@ -15,6 +15,7 @@ pub mod hub;
 pub mod inspect;
 pub mod metrics;
 pub mod model;
+pub mod report;
 pub mod runner;
 pub mod store;
 pub mod tokenize;

@@ -69,6 +69,15 @@ enum Cmd {
     /// Training-step speed and peak memory per backend and method on a model shape (random
     /// weights), as a table and JSON; compare with scripts/bench_pytorch.py.
     Bench(BenchArgs),
+    /// Aggregate stored runs (polars) into paper_tables/: aggregate.parquet/.csv and a
+    /// Table-3-shaped Markdown table beside the paper's numbers. No retraining.
+    Report {
+        /// result stores (default: every folder under results/)
+        #[arg(long = "results")]
+        results: Vec<PathBuf>,
+        #[arg(long, default_value = "paper_tables")]
+        out: PathBuf,
+    },
     /// Tokenise a sentence (or a pair) with a model's tokenizer and print the ids.
     Tokenize {
         model: String,
@@ -407,6 +416,25 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Train(a) => train(a)?,
+        Cmd::Report { results, out } => {
+            let stores: Vec<PathBuf> = if results.is_empty() {
+                let mut v: Vec<PathBuf> = std::fs::read_dir("results")
+                    .map_err(|e| anyhow::anyhow!("results/: {e}; run a grid first or pass --results DIR"))?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.join("runs").is_dir())
+                    .collect();
+                v.sort();
+                v
+            } else {
+                results
+            };
+            let refs: Vec<&std::path::Path> = stores.iter().map(|p| p.as_path()).collect();
+            let paper = include_str!("../paper_tables/reference/table3_bias_subsets_bert_base.csv");
+            let md = bitfit_repro::report::report(&refs, &out, paper)?;
+            print!("{md}");
+            println!("written: {}/aggregate.parquet, aggregate.csv, table3.md", out.display());
+        }
         Cmd::Bench(a) => bench(a)?,
         Cmd::Fetch { id, dataset, revision, configs } => {
             let kind = if dataset { hub::RepoKind::Dataset } else { hub::RepoKind::Model };

@@ -85,6 +85,21 @@ fn smoke_grid_survives_sigkill_and_resumes() {
     let out = repro().args(["run", "experiments/smoke.toml", &set_store]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("0 trained") && text.contains("8 already done"), "{text}");
+    // repro report on the smoke grid's results: aggregate + table, from the store alone
+    let pt = tmp.path().join("paper_tables");
+    let out = repro().args(["report", "--results"]).arg(&store).arg("--out").arg(&pt).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let csv = std::fs::read_to_string(pt.join("aggregate.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4, "2 tasks x 2 methods: {csv}");
+    for l in csv.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        let (n, excluded): (u32, u32) = (f[f.len() - 2].parse().unwrap(), f[f.len() - 1].parse().unwrap());
+        assert_eq!(n + excluded, 2, "2 seeds per cell: {l}");
+    }
+    let md = std::fs::read_to_string(pt.join("table3.md")).unwrap();
+    assert!(md.contains("bitfit") && md.contains("full_ft") && md.contains("paper (R)"), "{md}");
+    assert!(pt.join("aggregate.parquet").is_file());
 }
 
 #[test]

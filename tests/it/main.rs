@@ -7,4 +7,5 @@ mod grid;
 mod inspect;
 mod metrics;
 mod model;
+mod report;
 mod tokenizer;

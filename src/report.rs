@@ -72,16 +72,96 @@ pub fn rows_of(r: &RunResult) -> Vec<RunRow> {
     out
 }
 
-/// Load every done run of the given stores.
-pub fn load_rows(stores: &[&Path]) -> Result<Vec<RunRow>> {
-    let mut rows = Vec::new();
+/// Every done run of the given stores.
+pub fn load_results(stores: &[&Path]) -> Result<Vec<RunResult>> {
+    let mut out = Vec::new();
     for s in stores {
-        let store = Store::open(s)?;
-        for (_, r) in store.results()? {
-            rows.extend(rows_of(&r));
+        out.extend(Store::open(s)?.results()?.into_iter().map(|(_, r)| r));
+    }
+    Ok(out)
+}
+
+/// Every done run of the given stores, flattened.
+pub fn load_rows(stores: &[&Path]) -> Result<Vec<RunRow>> {
+    Ok(load_results(stores)?.iter().flat_map(rows_of).collect())
+}
+
+fn model_name(r: &RunResult) -> String {
+    r.config.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Fig. 1 data: mean |Δb| per (model, task, method, bias kind, layer), averaged over runs
+/// (seeds) that did not diverge. Key → (sum, n).
+pub fn bias_change_means(results: &[RunResult]) -> BTreeMap<(String, String, String, String, usize), f64> {
+    let mut acc: BTreeMap<(String, String, String, String, usize), (f64, usize)> = BTreeMap::new();
+    for r in results.iter().filter(|r| !r.diverged) {
+        for b in &r.bias_changes {
+            let (Some(kind), Some(layer)) = (b.kind, b.layer) else { continue };
+            if b.mean_abs_delta == 0.0 && !r.config.method.trains(&b.name) {
+                continue; // not trained under this method
+            }
+            let key = (model_name(r), r.config.task.name().to_string(), r.config.method.to_string(), kind.name().to_string(), layer);
+            let e = acc.entry(key).or_default();
+            e.0 += b.mean_abs_delta;
+            e.1 += 1;
         }
     }
-    Ok(rows)
+    acc.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect()
+}
+
+/// Fig. 1 as a Markdown table per (model, task, method): rows b_q…b_LN2, columns layers + Avg.
+pub fn bias_change_markdown(means: &BTreeMap<(String, String, String, String, usize), f64>) -> String {
+    let mut groups: BTreeMap<(String, String, String), BTreeMap<(String, usize), f64>> = BTreeMap::new();
+    for ((m, t, meth, kind, layer), v) in means {
+        groups.entry((m.clone(), t.clone(), meth.clone())).or_default().insert((kind.clone(), *layer), *v);
+    }
+    let mut s = String::from("Mean |Δb| over each bias vector's dimensions (Fig. 1 quantity), mean over seeds.\n\n");
+    for ((m, t, meth), cells) in groups {
+        let layers = cells.keys().map(|(_, l)| *l).max().map_or(0, |l| l + 1);
+        let _ = writeln!(s, "### {m} · {t} · {meth}\n");
+        let head: Vec<String> = (1..=layers).map(|l| l.to_string()).collect();
+        let _ = writeln!(s, "| bias | {} | Avg. |", head.join(" | "));
+        let _ = writeln!(s, "|---|{}---|", "---|".repeat(layers));
+        for kind in crate::model::BiasKind::ALL {
+            let vals: Vec<Option<f64>> = (0..layers).map(|l| cells.get(&(kind.name().to_string(), l)).copied()).collect();
+            if vals.iter().all(Option::is_none) {
+                continue;
+            }
+            let present: Vec<f64> = vals.iter().flatten().copied().collect();
+            let avg = present.iter().sum::<f64>() / present.len() as f64;
+            let cols: Vec<String> = vals.iter().map(|v| v.map_or("".into(), |v| format!("{v:.2e}"))).collect();
+            let _ = writeln!(s, "| {} | {} | {avg:.2e} |", kind.name(), cols.join(" | "));
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+/// Generalization gap: train − dev headline metric (×100) at the best epoch, mean over runs.
+pub fn generalization_gap_markdown(results: &[RunResult]) -> String {
+    let mut acc: BTreeMap<(String, String, String), Vec<(f64, f64)>> = BTreeMap::new();
+    for r in results.iter().filter(|r| !r.diverged) {
+        let Some(e) = r.epochs.iter().find(|e| e.epoch == r.best_epoch) else { continue };
+        let (Some(train), Some(dev)) = (
+            e.train.as_ref().and_then(|s| s.get(&r.headline)),
+            e.dev.get("dev").and_then(|s| s.get(&r.headline)),
+        ) else {
+            continue;
+        };
+        acc.entry((model_name(r), r.config.task.name().to_string(), r.config.method.to_string()))
+            .or_default()
+            .push((100.0 * train, 100.0 * dev));
+    }
+    let mut s = String::from(
+        "Generalization gap: train − dev headline metric ×100 at the best dev epoch, mean over runs (n).\n\n\
+         | model | task | method | train | dev | gap | n |\n|---|---|---|---|---|---|---|\n",
+    );
+    for ((m, t, meth), v) in acc {
+        let n = v.len() as f64;
+        let (tr, dv) = (v.iter().map(|x| x.0).sum::<f64>() / n, v.iter().map(|x| x.1).sum::<f64>() / n);
+        let _ = writeln!(s, "| {m} | {t} | {meth} | {tr:.1} | {dv:.1} | {:.1} | {} |", tr - dv, v.len());
+    }
+    s
 }
 
 /// Mean ± std (n) per (model, task, method, train_size, lr), with the excluded runs counted.
@@ -255,7 +335,8 @@ pub fn table_markdown(
 
 /// Aggregate the stores and write `aggregate.parquet`, `aggregate.csv` and `table3.md` to `out`.
 pub fn report(stores: &[&Path], out: &Path, paper_csv: &str) -> Result<String> {
-    let rows = load_rows(stores)?;
+    let results = load_results(stores)?;
+    let rows: Vec<RunRow> = results.iter().flat_map(rows_of).collect();
     if rows.is_empty() {
         anyhow::bail!("no finished runs in {:?}; run a grid first (repro run experiments/quickstart.toml)", stores);
     }
@@ -281,5 +362,13 @@ pub fn report(stores: &[&Path], out: &Path, paper_csv: &str) -> Result<String> {
     write_atomic(&out.join("aggregate.csv"), csv.as_bytes())?;
     let md = table_markdown(&best_lr(&agg)?, &paper_table(paper_csv));
     write_atomic(&out.join("table3.md"), md.as_bytes())?;
+    let means = bias_change_means(&results);
+    let mut csv = String::from("model,task,method,bias,layer,mean_abs_delta\n");
+    for ((m, t, meth, kind, layer), v) in &means {
+        csv.push_str(&format!("{m},{t},{meth},{kind},{},{v:e}\n", layer + 1));
+    }
+    write_atomic(&out.join("fig1_bias_change.csv"), csv.as_bytes())?;
+    write_atomic(&out.join("fig1_bias_change.md"), bias_change_markdown(&means).as_bytes())?;
+    write_atomic(&out.join("generalization_gap.md"), generalization_gap_markdown(&results).as_bytes())?;
     Ok(md)
 }

@@ -100,6 +100,10 @@ fn smoke_grid_survives_sigkill_and_resumes() {
     let md = std::fs::read_to_string(pt.join("table3.md")).unwrap();
     assert!(md.contains("bitfit") && md.contains("full_ft") && md.contains("paper (R)"), "{md}");
     assert!(pt.join("aggregate.parquet").is_file());
+    let fig1 = std::fs::read_to_string(pt.join("fig1_bias_change.md")).unwrap();
+    assert!(fig1.contains("| b_q |") && fig1.contains("| b_k |"), "{fig1}");
+    let gap = std::fs::read_to_string(pt.join("generalization_gap.md")).unwrap();
+    assert!(gap.contains("| SST-2 | bitfit |") && gap.contains("| MRPC | full_ft |"), "{gap}");
 }
 
 #[test]

@@ -70,3 +70,73 @@ fn paper_average_averages_mnli_first() {
     partial.remove("QQP");
     assert_eq!(paper_avg(&partial).unwrap_err(), vec!["QQP".to_string()]);
 }
+
+fn result(method: &str, seed: u64, dq: f64, train: f64, dev: f64) -> bitfit_repro::finetune::RunResult {
+    use bitfit_repro::finetune::train::{BiasChange, EpochRecord};
+    use bitfit_repro::finetune::{Method, TrainConfig};
+    use bitfit_repro::model::BiasKind;
+    let mut cfg = TrainConfig::reference(
+        "RTE".parse().unwrap(),
+        "models/mini".into(),
+        "data".into(),
+        Method::parse(method).unwrap(),
+        1e-3,
+    );
+    cfg.seed = seed;
+    let scores = |v: f64| [("accuracy".to_string(), v)].into_iter().collect::<BTreeMap<_, _>>();
+    let change = |kind: BiasKind, layer: usize, d: f64| BiasChange {
+        name: kind.hf_name(layer),
+        kind: Some(kind),
+        layer: Some(layer),
+        mean_abs_delta: d,
+    };
+    bitfit_repro::finetune::RunResult {
+        config: cfg,
+        epochs: vec![EpochRecord {
+            epoch: 1,
+            train_loss: 0.5,
+            train: Some(scores(train)),
+            dev: [("dev".to_string(), scores(dev))].into_iter().collect(),
+            seconds: 1.0,
+        }],
+        best_epoch: 1,
+        headline: "accuracy".into(),
+        trainable_params: 10,
+        total_params: 100,
+        trainable_share: 0.1,
+        train_examples: 10,
+        steps: 2,
+        wall_seconds: 1.0,
+        train_examples_per_second: 10.0,
+        bias_changes: vec![
+            change(BiasKind::b_q, 0, dq),
+            change(BiasKind::b_q, 1, 3.0 * dq),
+            change(BiasKind::b_k, 0, 0.0),
+            change(BiasKind::b_k, 1, 0.0),
+            change(BiasKind::b_m2, 0, 0.0),
+        ],
+        diverged: false,
+    }
+}
+
+#[test]
+fn fig1_table_and_generalization_gap_from_records() {
+    use bitfit_repro::report::{bias_change_markdown, bias_change_means, generalization_gap_markdown};
+    let results = vec![
+        result("bitfit", 0, 1e-2, 0.9, 0.7),
+        result("bitfit", 1, 3e-2, 0.8, 0.7),
+        result("b_q", 0, 5e-2, 0.7, 0.6),
+    ];
+    let means = bias_change_means(&results);
+    let key = |m: &str, k: &str, l: usize| ("mini".to_string(), "RTE".to_string(), m.to_string(), k.to_string(), l);
+    assert!((means[&key("bitfit", "b_q", 0)] - 2e-2).abs() < 1e-12, "mean over seeds");
+    assert!((means[&key("bitfit", "b_q", 1)] - 6e-2).abs() < 1e-12);
+    assert_eq!(means[&key("bitfit", "b_k", 0)], 0.0, "b_k trained under bitfit: a real zero");
+    assert!(!means.contains_key(&key("b_q", "b_m2", 0)), "b_m2 is not trained under b_q: no cell");
+    let md = bias_change_markdown(&means);
+    assert!(md.contains("| b_q | 2.00e-2 | 6.00e-2 | 4.00e-2 |"), "{md}");
+    assert!(md.contains("| b_k | 0.00e0 | 0.00e0 | 0.00e0 |"), "{md}");
+    let gap = generalization_gap_markdown(&results);
+    assert!(gap.contains("| mini | RTE | bitfit | 85.0 | 70.0 | 15.0 | 2 |"), "{gap}");
+    assert!(gap.contains("| mini | RTE | b_q | 70.0 | 60.0 | 10.0 | 1 |"), "{gap}");
+}

@@ -37,10 +37,14 @@ pub struct RunRow {
     pub excluded: bool,
 }
 
+fn model_name(r: &RunResult) -> String {
+    r.config.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
 /// Flatten a run record into one row per dev split.
 pub fn rows_of(r: &RunResult) -> Vec<RunRow> {
     let c = &r.config;
-    let model = c.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let model = model_name(r);
     let best = r.epochs.iter().find(|e| e.epoch == r.best_epoch);
     let last = r.epochs.last();
     let mut out = Vec::new();
@@ -81,14 +85,6 @@ pub fn load_results(stores: &[&Path]) -> Result<Vec<RunResult>> {
     Ok(out)
 }
 
-/// Every done run of the given stores, flattened.
-pub fn load_rows(stores: &[&Path]) -> Result<Vec<RunRow>> {
-    Ok(load_results(stores)?.iter().flat_map(rows_of).collect())
-}
-
-fn model_name(r: &RunResult) -> String {
-    r.config.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-}
 
 /// Fig. 1 data: mean |Δb| per (model, task, method, bias kind, layer), averaged over runs
 /// (seeds) that did not diverge. Key → (sum, n).

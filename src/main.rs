@@ -430,10 +430,12 @@ fn run(cli: Cli) -> Result<()> {
                 results
             };
             let refs: Vec<&std::path::Path> = stores.iter().map(|p| p.as_path()).collect();
-            let paper = include_str!("../paper_tables/reference/table3_bias_subsets_bert_base.csv");
-            let md = bitfit_repro::report::report(&refs, &out, paper)?;
-            print!("{md}");
-            println!("written: {}/aggregate.parquet, aggregate.csv, table3.md", out.display());
+            let w = bitfit_repro::report::report(&refs, &out)?;
+            print!("{}", w.table3);
+            for s in &w.skipped {
+                println!("skipped: {s}");
+            }
+            println!("written to {}/: {}", out.display(), w.files.join(", "));
         }
         Cmd::Bench(a) => bench(a)?,
         Cmd::Fetch { id, dataset, revision, configs } => {

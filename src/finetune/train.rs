@@ -338,7 +338,31 @@ pub fn evaluate(
         let labels = ex.iter().map(|e| if let Label::Class(c) = e.label { c } else { 0 }).collect();
         Outputs::Classes { labels, preds: preds_c }
     };
-    score(task, &out)
+    let mut scores = score(task, &out);
+    let (key, v) = prediction_spread(&out);
+    scores.insert(key.to_string(), v);
+    scores
+}
+
+/// Diagnostic stored beside the metrics (keys start with `pred_`): the share of the most
+/// frequent predicted class (1.0 = constant predictions), or the std of regression predictions
+/// (0.0 = constant). The report counts such runs as degenerate.
+pub fn prediction_spread(out: &Outputs) -> (&'static str, f64) {
+    match out {
+        Outputs::Classes { preds, .. } => {
+            let mut counts = BTreeMap::new();
+            for p in preds {
+                *counts.entry(*p).or_insert(0usize) += 1;
+            }
+            let top = counts.values().copied().max().unwrap_or(0);
+            ("pred_majority_share", top as f64 / preds.len().max(1) as f64)
+        }
+        Outputs::Scores { preds, .. } => {
+            let n = preds.len().max(1) as f64;
+            let mean = preds.iter().sum::<f64>() / n;
+            ("pred_std", (preds.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / n).sqrt())
+        }
+    }
 }
 
 /// Every bias vector of the encoder (HF name without `bert.` → values).

@@ -91,19 +91,35 @@ fn smoke_grid_survives_sigkill_and_resumes() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     let csv = std::fs::read_to_string(pt.join("aggregate.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 4, "2 tasks x 2 methods: {csv}");
-    for l in csv.lines().skip(1) {
-        let f: Vec<&str> = l.split(',').collect();
-        let (n, excluded): (u32, u32) = (f[f.len() - 2].parse().unwrap(), f[f.len() - 1].parse().unwrap());
-        assert_eq!(n + excluded, 2, "2 seeds per cell: {l}");
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let headline: Vec<Vec<&str>> =
+        csv.lines().skip(1).map(|l| l.split(',').collect::<Vec<_>>()).filter(|f| f[col("headline")] == "true").collect();
+    assert_eq!(headline.len(), 4, "2 tasks x 2 methods: {csv}");
+    for f in &headline {
+        let (n, excluded): (u32, u32) = (f[col("n")].parse().unwrap(), f[col("n_excluded")].parse().unwrap());
+        assert_eq!(n + excluded, 2, "2 seeds per cell: {f:?}");
+        assert_eq!(f[col("examples")], "32.0", "{f:?}");
     }
+    assert!(csv.contains(",MRPC,") && csv.contains(",accuracy,false,"), "MRPC accuracy kept as a secondary metric: {csv}");
     let md = std::fs::read_to_string(pt.join("table3.md")).unwrap();
-    assert!(md.contains("bitfit") && md.contains("full_ft") && md.contains("paper (R)"), "{md}");
+    assert!(md.contains("ours: BitFit (`bitfit`)") && md.contains("ours: Full-FT (`full_ft`)") && md.contains("paper: BitFit (R)"), "{md}");
+    for t in ["table1", "table2", "table3"] {
+        for ext in ["md", "tex", "csv"] {
+            assert!(pt.join(format!("{t}.{ext}")).is_file(), "{t}.{ext}");
+        }
+    }
     assert!(pt.join("aggregate.parquet").is_file());
     let fig1 = std::fs::read_to_string(pt.join("fig1_bias_change.md")).unwrap();
     assert!(fig1.contains("| b_q |") && fig1.contains("| b_k |"), "{fig1}");
+    for f in ["fig1_bias_change_all-MiniLM-L6-v2_SST-2_bitfit", "learning_curves_all-MiniLM-L6-v2", "generalization_gap_all-MiniLM-L6-v2"] {
+        let png = std::fs::read(pt.join(format!("{f}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{f}.png");
+        assert!(std::fs::read_to_string(pt.join(format!("{f}.svg"))).unwrap().contains("</svg>"), "{f}.svg");
+    }
+    assert!(text.contains("skipped: fig2_train_size (all-MiniLM-L6-v2): no task ran at two or more training-set sizes"), "{text}");
     let gap = std::fs::read_to_string(pt.join("generalization_gap.md")).unwrap();
-    assert!(gap.contains("| SST-2 | bitfit |") && gap.contains("| MRPC | full_ft |"), "{gap}");
+    assert!(gap.contains("| SST-2 | 32 | bitfit |") && gap.contains("| MRPC | 32 | full_ft |"), "{gap}");
 }
 
 #[test]

@@ -1,9 +1,11 @@
-//! Aggregation and tables from hand-made records with known numbers.
+//! Aggregation, tables and figures from hand-made records with known numbers.
 use std::collections::BTreeMap;
 
-use bitfit_repro::report::{Cell, RunRow, aggregate, best_lr, paper_avg, paper_table, table_markdown};
+use bitfit_repro::finetune::RunResult;
+use bitfit_repro::report::tables::{TABLES, paper_rows, render};
+use bitfit_repro::report::{Cell, RunRow, aggregate, best_lr, figures, paper_avg, rows_of};
 
-fn row(task: &str, lr: f64, seed: i64, best: f64, excluded: bool) -> RunRow {
+fn row(task: &str, lr: f64, seed: i64, metric: &str, best: f64, excluded: bool) -> RunRow {
     RunRow {
         model: "m".into(),
         task: task.into(),
@@ -11,43 +13,84 @@ fn row(task: &str, lr: f64, seed: i64, best: f64, excluded: bool) -> RunRow {
         train_size: 0,
         lr,
         seed,
-        metric: "accuracy".into(),
+        headline: metric != "accuracy" || task != "CoLA",
+        metric: metric.into(),
         best,
         last: best - 1.0,
         excluded,
+        examples: 2490,
+        param_pct: 0.1,
     }
+}
+
+fn table3() -> &'static bitfit_repro::report::tables::TableSpec {
+    TABLES.iter().find(|t| t.id == "table3").unwrap()
 }
 
 #[test]
 fn aggregate_selects_the_best_lr_and_counts_excluded_runs_apart() {
     let rows = vec![
-        row("RTE", 1e-3, 0, 70.0, false),
-        row("RTE", 1e-3, 1, 72.0, false),
-        row("RTE", 1e-3, 2, 74.0, false),
-        row("RTE", 1e-4, 0, 60.0, false),
-        row("RTE", 1e-4, 1, 62.0, false),
-        row("CoLA", 1e-3, 0, 0.0, true), // degenerate: constant predictions
-        row("CoLA", 1e-3, 1, 40.0, false),
+        row("RTE", 1e-3, 0, "accuracy", 70.0, false),
+        row("RTE", 1e-3, 1, "accuracy", 72.0, false),
+        row("RTE", 1e-3, 2, "accuracy", 74.0, false),
+        row("RTE", 1e-4, 0, "accuracy", 60.0, false),
+        row("RTE", 1e-4, 1, "accuracy", 62.0, false),
+        row("CoLA", 1e-3, 0, "mcc", 0.0, true), // degenerate: constant predictions
+        row("CoLA", 1e-3, 0, "accuracy", 69.1, true),
+        row("CoLA", 1e-3, 1, "mcc", 40.0, false),
+        row("CoLA", 1e-3, 1, "accuracy", 75.0, false),
     ];
     let agg = aggregate(&rows).unwrap();
-    assert_eq!(agg.height(), 3);
+    assert_eq!(agg.height(), 4, "(task, lr, metric) groups");
     let best = best_lr(&agg).unwrap();
     let cells = &best[&("m".to_string(), "bitfit".to_string(), 0)];
-    assert_eq!(cells["RTE"], Cell { lr: 1e-3, mean: 72.0, std: 2.0, n: 3, excluded: 0 });
+    let rte = &cells["RTE"];
+    assert_eq!((rte.lr, rte.mean, rte.std, rte.n, rte.excluded), (1e-3, 72.0, 2.0, 3, 0));
+    assert_eq!(rte.examples, 2490.0);
+    assert!((rte.param_pct - 0.1).abs() < 1e-12);
     let cola = &cells["CoLA"];
     assert_eq!((cola.mean, cola.n, cola.excluded), (40.0, 1, 1), "the degenerate run is not averaged");
-    let paper = paper_table(include_str!("../../paper_tables/reference/table3_bias_subsets_bert_base.csv"));
-    let md = table_markdown(&best, &paper);
+    assert_eq!(cola.secondary, BTreeMap::from([("accuracy".to_string(), 75.0)]), "secondary metric kept");
+
+    let t = render(table3(), &best).unwrap();
+    let md = &t.markdown;
     assert!(md.contains("72.0 ±2.0 (n=3)"), "{md}");
     assert!(md.contains("40.0 (n=1, 1 excl.)"), "{md}");
-    assert!(md.contains("| paper (R) | 90.2 | 92.1 | 81.4 | 82.2 | 58.8 | 90.4 | 89.2 | 72.3 | 84.0 |"), "{md}");
+    assert!(md.contains("| paper: BitFit (R) | 0.09 | 90.2 | 92.1 | 81.4 | 82.2 | 58.8 | 90.4 | 89.2 | 72.3 | 84.0 | 82.4 |"), "{md}");
+    assert!(md.contains("| ours: b_q (`b_q`) |  | not run |"), "methods without runs are marked: {md}");
+    assert!(md.contains("| ours − paper: BitFit |  |  |"), "tasks without runs have no difference: {md}");
     assert!(md.contains("-0.3"), "RTE 72.0 vs paper 72.3: {md}");
     assert!(md.contains("missing QNLI, SST-2, MNLI-m, MNLI-mm, MRPC, STS-B, QQP"), "{md}");
+    // LaTeX (booktabs) and CSV carry the same numbers
+    assert!(t.latex.contains("\\toprule") && t.latex.contains("\\bottomrule"), "{}", t.latex);
+    assert!(t.latex.contains("72.0$\\pm$2.0"), "{}", t.latex);
+    assert!(t.latex.contains("ours: BitFit (bitfit)"), "{}", t.latex);
+    let csv_row = t.csv.lines().find(|l| l.contains(",ours,,bitfit,")).unwrap();
+    assert!(csv_row.contains(",72.0,2.0,3,") && csv_row.contains("CoLA:accuracy=75.0"), "{csv_row}");
+    let diff = t.csv.lines().find(|l| l.contains(",diff,,BitFit,")).unwrap();
+    assert!(diff.contains(",-0.3,"), "{diff}");
+
+    // Table 1: Diff-Pruning and Adapters are marked as not implemented; test rows are the paper's
+    let t1 = render(TABLES.iter().find(|t| t.id == "table1").unwrap(), &best).unwrap();
+    assert!(t1.markdown.contains("| ours: Diff-Prune (Guo et al.) |  | not implemented |"), "{}", t1.markdown);
+    assert!(t1.markdown.contains("paper test: BitFit (R) | 0.08 | 92.0 |"), "{}", t1.markdown);
+    // Table 2 compares with the paper model of the same family (bert-base for `m`)
+    let t2 = render(TABLES.iter().find(|t| t.id == "table2").unwrap(), &best).unwrap();
+    assert!(t2.markdown.contains("ours − paper bert-base: BitFit"), "{}", t2.markdown);
 }
 
 #[test]
 fn paper_average_averages_mnli_first() {
-    let cell = |v: f64| Cell { lr: 1e-3, mean: v, std: 0.0, n: 1, excluded: 0 };
+    let cell = |v: f64| Cell {
+        lr: 1e-3,
+        mean: v,
+        std: 0.0,
+        n: 1,
+        excluded: 0,
+        examples: 1.0,
+        param_pct: 0.1,
+        secondary: BTreeMap::new(),
+    };
     let mut cells: BTreeMap<String, Cell> =
         bitfit_repro::report::PAPER_TASKS.iter().map(|t| (t.to_string(), cell(80.0))).collect();
     cells.insert("MNLI-m".into(), cell(70.0));
@@ -55,23 +98,25 @@ fn paper_average_averages_mnli_first() {
     assert_eq!(paper_avg(&cells).unwrap(), 80.0);
     cells.insert("QQP".into(), cell(88.0));
     assert_eq!(paper_avg(&cells).unwrap(), 81.0);
-    // the paper's own Table 3 rows: their Avg. recomputes from their cells (82.35 → 82.4,
-    // 82.275 → 82.3, up to the paper's rounding)
-    let paper = paper_table(include_str!("../../paper_tables/reference/table3_bias_subsets_bert_base.csv"));
-    for (m, want) in [("BitFit", 82.4), ("Full-FT", 82.3)] {
-        let (vals, _) = &paper[m];
-        let cells: BTreeMap<String, Cell> = vals.iter().map(|(t, v)| (t.clone(), cell(*v))).collect();
-        let avg = paper_avg(&cells).unwrap();
-        assert!((avg - want).abs() <= 0.0501, "{m}: {avg} vs paper {want}");
+    // every paper row with a printed Avg. recomputes from its cells (up to the paper's rounding)
+    let mut checked = 0;
+    for spec in &TABLES {
+        for r in paper_rows(spec.paper_csv, spec.group_col) {
+            let (Some(want), Ok(avg)) = (r.avg, bitfit_repro::report::avg_of(&r.vals)) else { continue };
+            assert!((avg - want).abs() <= 0.0501 + 1e-9, "{} {} {}: {avg} vs paper {want}", spec.id, r.group, r.method);
+            checked += 1;
+        }
     }
-    let (vals, _) = &paper["BitFit"];
-    let cells: BTreeMap<String, Cell> = vals.iter().map(|(t, v)| (t.clone(), cell(*v))).collect();
+    assert!(checked >= 15, "{checked}");
+    let bitfit = paper_rows(table3().paper_csv, None).into_iter().find(|r| r.method == "BitFit").unwrap();
+    let cells: BTreeMap<String, Cell> = bitfit.vals.iter().map(|(t, v)| (t.clone(), cell(*v))).collect();
     let mut partial = cells.clone();
     partial.remove("QQP");
     assert_eq!(paper_avg(&partial).unwrap_err(), vec!["QQP".to_string()]);
 }
 
-fn result(method: &str, seed: u64, dq: f64, train: f64, dev: f64) -> bitfit_repro::finetune::RunResult {
+/// A hand-made run record: one epoch per entry of `dev` (accuracy), train accuracy `train`.
+fn result(method: &str, seed: u64, size: Option<usize>, dq: f64, train: f64, dev: &[f64]) -> RunResult {
     use bitfit_repro::finetune::train::{BiasChange, EpochRecord};
     use bitfit_repro::finetune::{Method, TrainConfig};
     use bitfit_repro::model::BiasKind;
@@ -83,6 +128,7 @@ fn result(method: &str, seed: u64, dq: f64, train: f64, dev: f64) -> bitfit_repr
         1e-3,
     );
     cfg.seed = seed;
+    cfg.train_size = size;
     let scores = |v: f64| [("accuracy".to_string(), v)].into_iter().collect::<BTreeMap<_, _>>();
     let change = |kind: BiasKind, layer: usize, d: f64| BiasChange {
         name: kind.hf_name(layer),
@@ -90,21 +136,26 @@ fn result(method: &str, seed: u64, dq: f64, train: f64, dev: f64) -> bitfit_repr
         layer: Some(layer),
         mean_abs_delta: d,
     };
-    bitfit_repro::finetune::RunResult {
+    let best = dev.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 + 1;
+    RunResult {
         config: cfg,
-        epochs: vec![EpochRecord {
-            epoch: 1,
-            train_loss: 0.5,
-            train: Some(scores(train)),
-            dev: [("dev".to_string(), scores(dev))].into_iter().collect(),
-            seconds: 1.0,
-        }],
-        best_epoch: 1,
+        epochs: dev
+            .iter()
+            .enumerate()
+            .map(|(i, d)| EpochRecord {
+                epoch: i + 1,
+                train_loss: 0.5,
+                train: Some(scores(train)),
+                dev: [("dev".to_string(), scores(*d))].into_iter().collect(),
+                seconds: 1.0,
+            })
+            .collect(),
+        best_epoch: best,
         headline: "accuracy".into(),
         trainable_params: 10,
         total_params: 100,
         trainable_share: 0.1,
-        train_examples: 10,
+        train_examples: size.unwrap_or(2490),
         steps: 2,
         wall_seconds: 1.0,
         train_examples_per_second: 10.0,
@@ -114,6 +165,7 @@ fn result(method: &str, seed: u64, dq: f64, train: f64, dev: f64) -> bitfit_repr
             change(BiasKind::b_k, 0, 0.0),
             change(BiasKind::b_k, 1, 0.0),
             change(BiasKind::b_m2, 0, 0.0),
+            BiasChange { name: "pooler.dense.bias".into(), kind: None, layer: None, mean_abs_delta: dq / 2.0 },
         ],
         diverged: false,
     }
@@ -121,22 +173,179 @@ fn result(method: &str, seed: u64, dq: f64, train: f64, dev: f64) -> bitfit_repr
 
 #[test]
 fn fig1_table_and_generalization_gap_from_records() {
-    use bitfit_repro::report::{bias_change_markdown, bias_change_means, generalization_gap_markdown};
+    use bitfit_repro::report::{bias_change_markdown, bias_change_means, generalization_gap_markdown, heat_maps};
     let results = vec![
-        result("bitfit", 0, 1e-2, 0.9, 0.7),
-        result("bitfit", 1, 3e-2, 0.8, 0.7),
-        result("b_q", 0, 5e-2, 0.7, 0.6),
+        result("bitfit", 0, None, 1e-2, 0.9, &[0.7]),
+        result("bitfit", 1, None, 3e-2, 0.8, &[0.7]),
+        result("b_q", 0, None, 5e-2, 0.7, &[0.6]),
     ];
     let means = bias_change_means(&results);
-    let key = |m: &str, k: &str, l: usize| ("mini".to_string(), "RTE".to_string(), m.to_string(), k.to_string(), l);
-    assert!((means[&key("bitfit", "b_q", 0)] - 2e-2).abs() < 1e-12, "mean over seeds");
-    assert!((means[&key("bitfit", "b_q", 1)] - 6e-2).abs() < 1e-12);
-    assert_eq!(means[&key("bitfit", "b_k", 0)], 0.0, "b_k trained under bitfit: a real zero");
-    assert!(!means.contains_key(&key("b_q", "b_m2", 0)), "b_m2 is not trained under b_q: no cell");
+    let key = |m: &str, k: &str, l: Option<usize>| ("mini".to_string(), "RTE".to_string(), m.to_string(), k.to_string(), l);
+    assert!((means[&key("bitfit", "b_q", Some(0))] - 2e-2).abs() < 1e-12, "mean over seeds");
+    assert!((means[&key("bitfit", "b_q", Some(1))] - 6e-2).abs() < 1e-12);
+    assert_eq!(means[&key("bitfit", "b_k", Some(0))], 0.0, "b_k trained under bitfit: a real zero");
+    assert!((means[&key("bitfit", "pooler", None)] - 1e-2).abs() < 1e-12, "pooler bias: its own row");
+    assert!(!means.contains_key(&key("b_q", "b_m2", Some(0))), "b_m2 is not trained under b_q: no cell");
     let md = bias_change_markdown(&means);
     assert!(md.contains("| b_q | 2.00e-2 | 6.00e-2 | 4.00e-2 |"), "{md}");
     assert!(md.contains("| b_k | 0.00e0 | 0.00e0 | 0.00e0 |"), "{md}");
+    assert!(md.contains("| pooler |  |  | 1.00e-2 |"), "{md}");
+    let maps = heat_maps(&means);
+    let bitfit = maps.iter().find(|m| m.method == "bitfit").unwrap();
+    let rows: Vec<&str> = bitfit.rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(rows, ["b_q", "b_k", "b_m2", "pooler"], "paper order, extra rows last");
     let gap = generalization_gap_markdown(&results);
-    assert!(gap.contains("| mini | RTE | bitfit | 85.0 | 70.0 | 15.0 | 2 |"), "{gap}");
-    assert!(gap.contains("| mini | RTE | b_q | 70.0 | 60.0 | 10.0 | 1 |"), "{gap}");
+    assert!(gap.contains("| mini | RTE | all | bitfit | 85.0 | 70.0 | 15.0 | 2 |"), "{gap}");
+    assert!(gap.contains("| mini | RTE | all | b_q | 70.0 | 60.0 | 10.0 | 1 |"), "{gap}");
+}
+
+#[test]
+fn crossing_is_interpolated_in_log_size() {
+    use figures::crossing;
+    // BitFit ahead at 100 (+2), behind at 10000 (-2): crossing halfway in log space = 1000
+    let x = crossing(&[100.0, 10000.0], &[72.0, 80.0], &[70.0, 82.0]).unwrap();
+    assert!((x - 1000.0).abs() < 1e-6, "{x}");
+    assert_eq!(crossing(&[100.0, 1000.0], &[72.0, 80.0], &[70.0, 79.0]), None, "never crosses");
+}
+
+/// Decode an 8-bit RGB, non-interlaced PNG (all five row filters), checking every chunk CRC.
+fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "signature");
+    let (mut pos, mut w, mut h, mut idat) = (8, 0, 0, Vec::new());
+    loop {
+        let len = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        let kind = &bytes[pos + 4..pos + 8];
+        let data = &bytes[pos + 8..pos + 8 + len];
+        let crc = u32::from_be_bytes(bytes[pos + 8 + len..pos + 12 + len].try_into().unwrap());
+        assert_eq!(crc32fast::hash(&bytes[pos + 4..pos + 8 + len]), crc, "CRC of {:?}", std::str::from_utf8(kind));
+        match kind {
+            b"IHDR" => {
+                w = u32::from_be_bytes(data[0..4].try_into().unwrap());
+                h = u32::from_be_bytes(data[4..8].try_into().unwrap());
+                assert_eq!(&data[8..], &[8, 2, 0, 0, 0], "8-bit RGB, no interlace");
+            }
+            b"IDAT" => idat.extend_from_slice(data),
+            b"IEND" => break,
+            _ => {}
+        }
+        pos += 12 + len;
+    }
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&idat[..]), &mut raw).unwrap();
+    let stride = w as usize * 3;
+    assert_eq!(raw.len(), h as usize * (stride + 1), "decompressed size");
+    let mut px = vec![0u8; h as usize * stride];
+    for y in 0..h as usize {
+        let f = raw[y * (stride + 1)];
+        for x in 0..stride {
+            let v = raw[y * (stride + 1) + 1 + x];
+            let a = if x >= 3 { px[y * stride + x - 3] as i32 } else { 0 };
+            let b = if y > 0 { px[(y - 1) * stride + x] as i32 } else { 0 };
+            let c = if x >= 3 && y > 0 { px[(y - 1) * stride + x - 3] as i32 } else { 0 };
+            let pred = match f {
+                0 => 0,
+                1 => a,
+                2 => b,
+                3 => (a + b) / 2,
+                4 => {
+                    let p = a + b - c;
+                    let (pa, pb, pc) = ((p - a).abs(), (p - b).abs(), (p - c).abs());
+                    if pa <= pb && pa <= pc { a } else if pb <= pc { b } else { c }
+                }
+                _ => panic!("filter {f}"),
+            };
+            px[y * stride + x] = (v as i32 + pred) as u8;
+        }
+    }
+    (w, h, px)
+}
+
+#[test]
+fn figures_render_as_png_and_svg_with_content() {
+    use bitfit_repro::report::{bias_change_means, generalization_gaps, heat_maps, learning_curves};
+    // a training-size sweep where BitFit wins small and Full-FT wins large, 2 seeds each
+    let mut results = Vec::new();
+    for (size, bitfit, full) in [(100, 0.62, 0.58), (1000, 0.70, 0.69), (2490, 0.72, 0.76)] {
+        for seed in 0..2u64 {
+            let j = seed as f64 * 0.02;
+            results.push(result("bitfit", seed, Some(size), 2e-2, 0.8, &[bitfit - 0.05 + j, bitfit + j]));
+            results.push(result("full_ft", seed, Some(size), 1e-3, 0.95, &[full - 0.05 + j, full + j]));
+        }
+    }
+    let rows: Vec<RunRow> = results.iter().flat_map(rows_of).collect();
+    let best = best_lr(&aggregate(&rows).unwrap()).unwrap();
+    let means = bias_change_means(&results);
+    let figs = figures::all(&heat_maps(&means), &best, &learning_curves(&results, &best), &generalization_gaps(&results)).unwrap();
+    let names: Vec<&str> = figs.figures.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "fig1_bias_change_mini_RTE_bitfit",
+            "fig1_bias_change_mini_RTE_full_ft",
+            "fig2_train_size_mini",
+            "learning_curves_mini",
+            "generalization_gap_mini"
+        ],
+        "skipped: {:?}",
+        figs.skipped
+    );
+    if let Ok(dir) = std::env::var("BITFIT_FIGURE_DIR") {
+        // look at them: BITFIT_FIGURE_DIR=/tmp/figs cargo test --release -- figures_render
+        for f in &figs.figures {
+            std::fs::write(format!("{dir}/{}.png", f.name), &f.png).unwrap();
+            std::fs::write(format!("{dir}/{}.svg", f.name), &f.svg).unwrap();
+        }
+    }
+    for f in &figs.figures {
+        let (w, h, px) = decode_png(&f.png);
+        assert_eq!((w, h), f.size, "{}", f.name);
+        assert!(w >= 600 && h >= 250, "{}: {w}x{h}", f.name);
+        let n = px.len() as f64;
+        let mean = px.iter().map(|v| *v as f64).sum::<f64>() / n;
+        let var = px.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / n;
+        assert!(var > 100.0, "{}: pixel variance {var} (blank?)", f.name);
+        let dark = px.chunks(3).filter(|p| p.iter().all(|c| *c < 60)).count();
+        assert!(dark > 500, "{}: {dark} dark pixels: no text drawn?", f.name);
+        assert!(f.svg.starts_with("<svg") && f.svg.contains("</svg>"), "{}", f.name);
+    }
+    let svg = |n: &str| &figs.figures.iter().find(|f| f.name == n).unwrap().svg;
+    let fig1 = svg("fig1_bias_change_mini_RTE_bitfit");
+    for s in ["b_q", "b_k", "pooler", "Avg.", "layer", "Fig. 1"] {
+        assert!(fig1.contains(s), "Fig. 1 SVG lacks {s}");
+    }
+    // b_q layer 2 = 6e-2 is the maximum: its cell is the darkest blue, and printed ×10^-2
+    assert!(fig1.contains("\n6.00\n") && fig1.contains("×10⁻²"), "values readable: {fig1}");
+    let fig2 = svg("fig2_train_size_mini");
+    assert!(fig2.contains("BitFit = Full-FT at ≈"), "crossing marked");
+    assert!(fig2.contains("training examples (log scale)") && fig2.contains("dev accuracy ×100"));
+    assert!(fig2.contains("BitFit") && fig2.contains("Full-FT"), "legend");
+    let gap = svg("generalization_gap_mini");
+    assert!(gap.contains("train − dev") && gap.contains("RTE · 100") && gap.contains("RTE · 2.5k"), "one bar group per size");
+    assert!(svg("learning_curves_mini").contains("epoch"));
+    // the heat map's darkest cell is the b_q layer-2 value
+    let f1 = &figs.figures[0];
+    let (w, _, px) = decode_png(&f1.png);
+    let dark_blue = figures::blues(1.0);
+    let hits = px.chunks(3).filter(|p| (p[0], p[1], p[2]) == (dark_blue.0, dark_blue.1, dark_blue.2)).count();
+    assert!(hits > 500, "{hits} pixels of the top colour (w={w})");
+}
+
+#[test]
+fn constant_predictions_are_degenerate_and_not_a_metric() {
+    use bitfit_repro::finetune::train::prediction_spread;
+    use bitfit_repro::metrics::Outputs;
+    let constant = Outputs::Classes { labels: vec![0, 1, 1, 0], preds: vec![1, 1, 1, 1] };
+    assert_eq!(prediction_spread(&constant), ("pred_majority_share", 1.0));
+    let mixed = Outputs::Classes { labels: vec![0, 1, 1, 0], preds: vec![1, 0, 1, 1] };
+    assert_eq!(prediction_spread(&mixed), ("pred_majority_share", 0.75));
+    assert_eq!(prediction_spread(&Outputs::Scores { labels: vec![1.0, 2.0], preds: vec![3.0, 3.0] }), ("pred_std", 0.0));
+
+    // an all-positive classifier: accuracy 50, F1 66.7 — not zero, still degenerate
+    let mut r = result("bitfit", 0, None, 1e-2, 0.5, &[0.5]);
+    r.epochs[0].dev.get_mut("dev").unwrap().insert("pred_majority_share".into(), 1.0);
+    let rows = rows_of(&r);
+    assert_eq!(rows.len(), 1, "pred_* is a diagnostic, not a metric row: {rows:?}");
+    assert!(rows[0].excluded);
+    r.epochs[0].dev.get_mut("dev").unwrap().insert("pred_majority_share".into(), 0.9);
+    assert!(!rows_of(&r)[0].excluded);
 }

@@ -1,0 +1,527 @@
+//! `repro report`: aggregate stored runs with polars and print them beside the paper's numbers.
+//! Reads only the results store: no retraining, deterministic output.
+//!
+//! Protocol: each run contributes the task's headline metric (×100) at its best dev epoch (the
+//! reference code's reporting) and at its last epoch; runs are grouped by model, task, method,
+//! training size and learning rate (mean ± sample std over seeds, n); per (model, task, method,
+//! size) the learning rate with the best mean best-epoch score is selected. MNLI contributes
+//! MNLI-m and MNLI-mm. Diverged and degenerate runs (constant predictions on the dev split at
+//! the best epoch, or MCC/F1/Spearman exactly 0) are counted apart and not averaged.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use polars::prelude::*;
+
+use crate::finetune::RunResult;
+use crate::store::{Store, write_atomic};
+
+pub mod figures;
+pub mod tables;
+
+/// The paper's task columns, in its table order.
+pub const PAPER_TASKS: [&str; 9] = ["QNLI", "SST-2", "MNLI-m", "MNLI-mm", "CoLA", "MRPC", "STS-B", "RTE", "QQP"];
+
+/// One run × dev split, flattened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRow {
+    pub model: String,
+    pub task: String,
+    pub method: String,
+    /// 0 = the whole training set
+    pub train_size: i64,
+    pub lr: f64,
+    pub seed: i64,
+    pub metric: String,
+    /// the task's headline metric (tables, best-lr choice); the others are kept as secondary
+    pub headline: bool,
+    pub best: f64,
+    pub last: f64,
+    pub excluded: bool,
+    /// training examples the run saw per epoch (the x axis of Fig. 2)
+    pub examples: i64,
+    /// trainable share of the model's parameters, in percent
+    pub param_pct: f64,
+}
+
+fn model_name(r: &RunResult) -> String {
+    r.config.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Flatten a run record into one row per dev split and metric (headline first).
+pub fn rows_of(r: &RunResult) -> Vec<RunRow> {
+    let c = &r.config;
+    let model = model_name(r);
+    let best = r.epochs.iter().find(|e| e.epoch == r.best_epoch);
+    let last = r.epochs.last();
+    let mut out = Vec::new();
+    let splits: Vec<String> = best.map(|e| e.dev.keys().cloned().collect()).unwrap_or_else(|| vec!["dev".into()]);
+    for split in splits {
+        let task = match (c.task.name(), split.as_str()) {
+            ("MNLI", "dev") => "MNLI-m".to_string(),
+            ("MNLI", _) => "MNLI-mm".to_string(),
+            (t, _) => t.to_string(),
+        };
+        let get = |e: Option<&crate::finetune::train::EpochRecord>, m: &str| {
+            e.and_then(|e| e.dev.get(&split)).and_then(|s| s.get(m)).map_or(f64::NAN, |v| 100.0 * v)
+        };
+        let head = get(best, &r.headline);
+        let best_scores = best.and_then(|e| e.dev.get(&split));
+        let constant = best_scores.is_some_and(|s| {
+            s.get("pred_majority_share").is_some_and(|v| *v >= 1.0) || s.get("pred_std").is_some_and(|v| *v == 0.0)
+        });
+        let degenerate = constant || (matches!(r.headline.as_str(), "mcc" | "f1" | "spearman") && head == 0.0);
+        let mut metrics = vec![r.headline.clone()];
+        if let Some(s) = best_scores {
+            // `pred_*` keys are diagnostics, not metrics
+            metrics.extend(s.keys().filter(|k| **k != r.headline && !k.starts_with("pred_")).cloned());
+        }
+        for m in metrics {
+            out.push(RunRow {
+                model: model.clone(),
+                task: task.clone(),
+                method: c.method.to_string(),
+                train_size: c.train_size.map_or(0, |n| n as i64),
+                lr: c.lr,
+                seed: c.seed as i64,
+                headline: m == r.headline,
+                best: get(best, &m),
+                last: get(last, &m),
+                metric: m,
+                excluded: r.diverged || degenerate || !head.is_finite(),
+                examples: r.train_examples as i64,
+                param_pct: 100.0 * r.trainable_share,
+            });
+        }
+    }
+    out
+}
+
+/// Every done run of the given stores.
+pub fn load_results(stores: &[&Path]) -> Result<Vec<RunResult>> {
+    let mut out = Vec::new();
+    for s in stores {
+        out.extend(Store::open(s)?.results()?.into_iter().map(|(_, r)| r));
+    }
+    Ok(out)
+}
+
+
+/// Fig. 1 key: (model, task, method, row, layer). Row = paper bias kind (b_q … b_LN2) or
+/// `emb_LN` / `pooler` for the two vectors outside the layers (layer None).
+pub type BiasKey = (String, String, String, String, Option<usize>);
+
+/// Row label of a bias vector outside the encoder layers.
+fn extra_row(name: &str) -> Option<&'static str> {
+    if name.starts_with("embeddings.LayerNorm") {
+        Some("emb_LN")
+    } else if name.starts_with("pooler.") {
+        Some("pooler")
+    } else {
+        None
+    }
+}
+
+/// Fig. 1 data: mean |Δb| per (model, task, method, bias row, layer), averaged over runs
+/// (seeds) that did not diverge. Vectors the method does not train get no cell.
+pub fn bias_change_means(results: &[RunResult]) -> BTreeMap<BiasKey, f64> {
+    let mut acc: BTreeMap<BiasKey, (f64, usize)> = BTreeMap::new();
+    for r in results.iter().filter(|r| !r.diverged) {
+        for b in &r.bias_changes {
+            let (row, layer) = match (b.kind, b.layer) {
+                (Some(kind), Some(layer)) => (kind.name(), Some(layer)),
+                _ => match extra_row(&b.name) {
+                    Some(row) => (row, None),
+                    None => continue,
+                },
+            };
+            if b.mean_abs_delta == 0.0 && !r.config.method.trains(&b.name) {
+                continue; // not trained under this method
+            }
+            let key = (model_name(r), r.config.task.name().to_string(), r.config.method.to_string(), row.to_string(), layer);
+            let e = acc.entry(key).or_default();
+            e.0 += b.mean_abs_delta;
+            e.1 += 1;
+        }
+    }
+    acc.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect()
+}
+
+/// Fig. 1 rows in display order: b_q … b_LN2, then emb_LN and pooler.
+pub const FIG1_ROWS: [&str; 10] = ["b_q", "b_k", "b_v", "b_m1", "b_LN1", "b_m2", "b_m3", "b_LN2", "emb_LN", "pooler"];
+
+/// One Fig. 1 heat map: rows (label, per-layer values, Avg.) for one (model, task, method).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeatMap {
+    pub model: String,
+    pub task: String,
+    pub method: String,
+    pub layers: usize,
+    pub rows: Vec<(String, Vec<Option<f64>>, f64)>,
+}
+
+/// Group the Fig. 1 means into one heat map per (model, task, method). A row's Avg. is the mean
+/// over its layers (emb_LN and pooler have one vector, shown in the Avg. column only).
+pub fn heat_maps(means: &BTreeMap<BiasKey, f64>) -> Vec<HeatMap> {
+    let mut groups: BTreeMap<(String, String, String), BTreeMap<(String, Option<usize>), f64>> = BTreeMap::new();
+    for ((m, t, meth, row, layer), v) in means {
+        groups.entry((m.clone(), t.clone(), meth.clone())).or_default().insert((row.clone(), *layer), *v);
+    }
+    groups
+        .into_iter()
+        .map(|((model, task, method), cells)| {
+            let layers = cells.keys().filter_map(|(_, l)| *l).max().map_or(0, |l| l + 1);
+            let rows = FIG1_ROWS
+                .iter()
+                .filter_map(|row| {
+                    let vals: Vec<Option<f64>> = (0..layers).map(|l| cells.get(&(row.to_string(), Some(l))).copied()).collect();
+                    let present: Vec<f64> = vals.iter().flatten().copied().collect();
+                    let avg = if present.is_empty() {
+                        *cells.get(&(row.to_string(), None))?
+                    } else {
+                        present.iter().sum::<f64>() / present.len() as f64
+                    };
+                    Some((row.to_string(), vals, avg))
+                })
+                .collect();
+            HeatMap { model, task, method, layers, rows }
+        })
+        .collect()
+}
+
+/// Fig. 1 as a Markdown table per (model, task, method): rows b_q…b_LN2, columns layers + Avg.
+pub fn bias_change_markdown(means: &BTreeMap<BiasKey, f64>) -> String {
+    let mut s = String::from("Mean |Δb| over each bias vector's dimensions (Fig. 1 quantity), mean over seeds.\n\n");
+    for h in heat_maps(means) {
+        let _ = writeln!(s, "### {} · {} · {}\n", h.model, h.task, h.method);
+        let head: Vec<String> = (1..=h.layers).map(|l| l.to_string()).collect();
+        let _ = writeln!(s, "| bias | {} | Avg. |", head.join(" | "));
+        let _ = writeln!(s, "|---|{}---|", "---|".repeat(h.layers));
+        for (row, vals, avg) in &h.rows {
+            let cols: Vec<String> = vals.iter().map(|v| v.map_or("".into(), |v| format!("{v:.2e}"))).collect();
+            let _ = writeln!(s, "| {row} | {} | {avg:.2e} |", cols.join(" | "));
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+/// Generalization gap of one (model, task, method): train and dev headline metric ×100 at the
+/// best dev epoch, per run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gap {
+    pub model: String,
+    pub task: String,
+    /// 0 = the whole training set
+    pub train_size: i64,
+    pub method: String,
+    pub train: Vec<f64>,
+    pub dev: Vec<f64>,
+}
+
+impl Gap {
+    pub fn gaps(&self) -> Vec<f64> {
+        self.train.iter().zip(&self.dev).map(|(t, d)| t - d).collect()
+    }
+}
+
+/// Train − dev headline metric at the best epoch, per (model, task, train size, method), over
+/// runs that did not diverge and recorded train-set metrics.
+pub fn generalization_gaps(results: &[RunResult]) -> Vec<Gap> {
+    let mut acc: BTreeMap<(String, String, i64, String), Gap> = BTreeMap::new();
+    for r in results.iter().filter(|r| !r.diverged) {
+        let Some(e) = r.epochs.iter().find(|e| e.epoch == r.best_epoch) else { continue };
+        let (Some(train), Some(dev)) = (
+            e.train.as_ref().and_then(|s| s.get(&r.headline)),
+            e.dev.get("dev").and_then(|s| s.get(&r.headline)),
+        ) else {
+            continue;
+        };
+        let key = (model_name(r), r.config.task.name().to_string(), r.config.train_size.map_or(0, |n| n as i64), r.config.method.to_string());
+        let g = acc.entry(key.clone()).or_insert_with(|| Gap {
+            model: key.0,
+            task: key.1,
+            train_size: key.2,
+            method: key.3,
+            train: vec![],
+            dev: vec![],
+        });
+        g.train.push(100.0 * train);
+        g.dev.push(100.0 * dev);
+    }
+    acc.into_values().collect()
+}
+
+/// Mean and sample standard deviation (NaN for n < 2).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let std = if v.len() < 2 { f64::NAN } else { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() };
+    (mean, std)
+}
+
+/// Generalization gap as a Markdown table.
+pub fn generalization_gap_markdown(results: &[RunResult]) -> String {
+    let mut s = String::from(
+        "Generalization gap: train − dev headline metric ×100 at the best dev epoch, mean over runs (n).\n\n\
+         | model | task | train size | method | train | dev | gap | n |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for g in generalization_gaps(results) {
+        let (tr, dv) = (mean_std(&g.train).0, mean_std(&g.dev).0);
+        let size = if g.train_size == 0 { "all".to_string() } else { g.train_size.to_string() };
+        let _ = writeln!(s, "| {} | {} | {size} | {} | {tr:.1} | {dv:.1} | {:.1} | {} |", g.model, g.task, g.method, tr - dv, g.train.len());
+    }
+    s
+}
+
+/// Learning curve of one (model, task, train size, method) at its best learning rate: dev
+/// headline metric ×100 per epoch, mean ± std over seeds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Curve {
+    pub model: String,
+    pub task: String,
+    pub train_size: i64,
+    pub method: String,
+    pub lr: f64,
+    /// (epoch, mean, std, n)
+    pub points: Vec<(usize, f64, f64, usize)>,
+}
+
+/// Learning curves (dev metric per epoch) at each cell's selected learning rate.
+pub fn learning_curves(results: &[RunResult], best: &BestCells) -> Vec<Curve> {
+    let mut acc: BTreeMap<(String, String, i64, String), (f64, BTreeMap<usize, Vec<f64>>)> = BTreeMap::new();
+    for r in results.iter().filter(|r| !r.diverged) {
+        let c = &r.config;
+        let size = c.train_size.map_or(0, |n| n as i64);
+        for row in rows_of(r).into_iter().filter(|row| row.headline && !row.excluded) {
+            let Some(cell) = best.get(&(row.model.clone(), row.method.clone(), size)).and_then(|t| t.get(&row.task)) else {
+                continue;
+            };
+            if cell.lr != c.lr {
+                continue;
+            }
+            let split = if row.task == "MNLI-mm" { "dev_mismatched" } else { "dev" };
+            let e = acc.entry((row.model, row.task, size, row.method)).or_insert_with(|| (c.lr, BTreeMap::new()));
+            for ep in &r.epochs {
+                if let Some(v) = ep.dev.get(split).and_then(|s| s.get(&r.headline)) {
+                    e.1.entry(ep.epoch).or_default().push(100.0 * v);
+                }
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|((model, task, train_size, method), (lr, eps))| Curve {
+            model,
+            task,
+            train_size,
+            method,
+            lr,
+            points: eps.into_iter().map(|(e, v)| {
+                let (m, s) = mean_std(&v);
+                (e, m, s, v.len())
+            }).collect(),
+        })
+        .collect()
+}
+
+/// Mean ± std (n) per (model, task, method, train_size, lr, metric), with the excluded runs counted.
+pub fn aggregate(rows: &[RunRow]) -> Result<DataFrame> {
+    let col_s = |name: &str, f: &dyn Fn(&RunRow) -> String| Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>());
+    let col_f = |name: &str, f: &dyn Fn(&RunRow) -> f64| Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>());
+    let df = DataFrame::new_infer_height(vec![
+        col_s("model", &|r| r.model.clone()),
+        col_s("task", &|r| r.task.clone()),
+        col_s("method", &|r| r.method.clone()),
+        Column::new("train_size".into(), rows.iter().map(|r| r.train_size).collect::<Vec<_>>()),
+        col_f("lr", &|r| r.lr),
+        col_s("metric", &|r| r.metric.clone()),
+        Column::new("headline".into(), rows.iter().map(|r| r.headline).collect::<Vec<_>>()),
+        col_f("best", &|r| r.best),
+        col_f("last", &|r| r.last),
+        Column::new("excluded".into(), rows.iter().map(|r| r.excluded).collect::<Vec<_>>()),
+        col_f("examples", &|r| r.examples as f64),
+        col_f("param_pct", &|r| r.param_pct),
+    ])?;
+    let keys = [col("model"), col("task"), col("method"), col("train_size"), col("lr"), col("metric")];
+    let ok = col("excluded").not();
+    let agg = df
+        .lazy()
+        .group_by(keys)
+        .agg([
+            col("headline").first().alias("headline"),
+            col("best").filter(ok.clone()).mean().alias("best_mean"),
+            col("best").filter(ok.clone()).std(1).alias("best_std"),
+            col("last").filter(ok.clone()).mean().alias("last_mean"),
+            col("last").filter(ok.clone()).std(1).alias("last_std"),
+            col("best").filter(ok).count().alias("n"),
+            col("excluded").sum().alias("n_excluded"),
+            col("examples").mean().alias("examples"),
+            col("param_pct").mean().alias("param_pct"),
+        ])
+        .sort(["model", "task", "method", "train_size", "lr", "metric"], Default::default())
+        .collect()?;
+    Ok(agg)
+}
+
+/// One aggregated cell (the headline metric at the selected learning rate).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    pub lr: f64,
+    pub mean: f64,
+    pub std: f64,
+    pub n: u32,
+    pub excluded: u32,
+    /// mean training examples per run (the whole set when train_size = 0)
+    pub examples: f64,
+    /// trainable parameters, % of the model
+    pub param_pct: f64,
+    /// the other dev metrics at the same learning rate: name → mean ×100
+    pub secondary: BTreeMap<String, f64>,
+}
+
+/// (model, method, train_size) → task → cell at the selected learning rate.
+pub type BestCells = BTreeMap<(String, String, i64), BTreeMap<String, Cell>>;
+
+/// Best learning rate per (model, method, train_size, task), by the mean best-epoch headline
+/// metric; the secondary metrics are read at that learning rate.
+pub fn best_lr(agg: &DataFrame) -> Result<BestCells> {
+    let s = |n: &str| -> Result<Vec<String>> {
+        Ok(agg.column(n)?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
+    };
+    let f = |n: &str| -> Result<Vec<f64>> {
+        Ok(agg.column(n)?.cast(&DataType::Float64)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    };
+    let (model, task, method, metric) = (s("model")?, s("task")?, s("method")?, s("metric")?);
+    let headline: Vec<bool> = agg.column("headline")?.bool()?.iter().map(|v| v.unwrap_or(false)).collect();
+    let (size, lr, mean, std, n, ex) =
+        (f("train_size")?, f("lr")?, f("best_mean")?, f("best_std")?, f("n")?, f("n_excluded")?);
+    let (examples, pct) = (f("examples")?, f("param_pct")?);
+    let mut out = BestCells::new();
+    for i in (0..agg.height()).filter(|i| headline[*i]) {
+        let cell = Cell {
+            lr: lr[i],
+            mean: mean[i],
+            std: std[i],
+            n: n[i] as u32,
+            excluded: ex[i] as u32,
+            examples: examples[i],
+            param_pct: pct[i],
+            secondary: BTreeMap::new(),
+        };
+        let by_task = out.entry((model[i].clone(), method[i].clone(), size[i] as i64)).or_default();
+        let better = match by_task.get(&task[i]) {
+            None => true,
+            Some(c) => cell.mean.is_finite() && (!c.mean.is_finite() || cell.mean > c.mean),
+        };
+        if better {
+            by_task.insert(task[i].clone(), cell);
+        }
+    }
+    for i in (0..agg.height()).filter(|i| !headline[*i]) {
+        if let Some(c) = out.get_mut(&(model[i].clone(), method[i].clone(), size[i] as i64)).and_then(|t| t.get_mut(&task[i]))
+            && c.lr == lr[i]
+        {
+            c.secondary.insert(metric[i].clone(), mean[i]);
+        }
+    }
+    Ok(out)
+}
+
+/// The paper's Avg.: mean over the 8 tasks with MNLI-m and MNLI-mm averaged first; the missing
+/// tasks when any is absent.
+pub fn paper_avg(cells: &BTreeMap<String, Cell>) -> std::result::Result<f64, Vec<String>> {
+    let vals: BTreeMap<String, f64> = cells.iter().map(|(t, c)| (t.clone(), c.mean)).collect();
+    avg_of(&vals)
+}
+
+/// The paper's Avg. over plain task → value.
+pub fn avg_of(vals: &BTreeMap<String, f64>) -> std::result::Result<f64, Vec<String>> {
+    let get = |t: &str| vals.get(t).copied().filter(|v| v.is_finite());
+    let missing: Vec<String> = PAPER_TASKS.iter().filter(|t| get(t).is_none()).map(|t| t.to_string()).collect();
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    let mnli = (get("MNLI-m").unwrap() + get("MNLI-mm").unwrap()) / 2.0;
+    let others: f64 = ["QNLI", "SST-2", "CoLA", "MRPC", "STS-B", "RTE", "QQP"].iter().map(|t| get(t).unwrap()).sum();
+    Ok((others + mnli) / 8.0)
+}
+
+/// Everything `repro report` wrote.
+pub struct Written {
+    pub files: Vec<String>,
+    /// the Table 3 Markdown (printed to the terminal)
+    pub table3: String,
+    /// figures skipped, with the reason
+    pub skipped: Vec<String>,
+}
+
+/// Aggregate the stores and write the tables and figures to `out`.
+pub fn report(stores: &[&Path], out: &Path) -> Result<Written> {
+    let results = load_results(stores)?;
+    let rows: Vec<RunRow> = results.iter().flat_map(rows_of).collect();
+    if rows.is_empty() {
+        anyhow::bail!("no finished runs in {:?}; run a grid first (repro run experiments/quickstart.toml)", stores);
+    }
+    let mut agg = aggregate(&rows)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut files = Vec::new();
+    let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
+        write_atomic(&out.join(name), bytes)?;
+        files.push(name.to_string());
+        Ok(())
+    };
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf).finish(&mut agg)?;
+    put("aggregate.parquet", &buf)?;
+    put("aggregate.csv", aggregate_csv(&agg)?.as_bytes())?;
+    let best = best_lr(&agg)?;
+    let mut table3 = String::new();
+    for spec in tables::TABLES {
+        let t = tables::render(&spec, &best)?;
+        put(&format!("{}.md", spec.id), t.markdown.as_bytes())?;
+        put(&format!("{}.tex", spec.id), t.latex.as_bytes())?;
+        put(&format!("{}.csv", spec.id), t.csv.as_bytes())?;
+        if spec.id == "table3" {
+            table3 = t.markdown;
+        }
+    }
+    let means = bias_change_means(&results);
+    let mut csv = String::from("model,task,method,bias,layer,mean_abs_delta\n");
+    for ((m, t, meth, row, layer), v) in &means {
+        let layer = layer.map_or(String::new(), |l| (l + 1).to_string());
+        csv.push_str(&format!("{m},{t},{meth},{row},{layer},{v:e}\n"));
+    }
+    put("fig1_bias_change.csv", csv.as_bytes())?;
+    put("fig1_bias_change.md", bias_change_markdown(&means).as_bytes())?;
+    put("generalization_gap.md", generalization_gap_markdown(&results).as_bytes())?;
+    let figs = figures::all(&heat_maps(&means), &best, &learning_curves(&results, &best), &generalization_gaps(&results))?;
+    for f in &figs.figures {
+        put(&format!("{}.png", f.name), &f.png)?;
+        put(&format!("{}.svg", f.name), f.svg.as_bytes())?;
+    }
+    Ok(Written { files, table3, skipped: figs.skipped })
+}
+
+/// The aggregate as CSV (written by hand: polars is built without its csv feature).
+fn aggregate_csv(agg: &DataFrame) -> Result<String> {
+    const COLS: [&str; 15] = [
+        "model", "task", "method", "train_size", "lr", "metric", "headline", "best_mean", "best_std", "last_mean",
+        "last_std", "n", "n_excluded", "examples", "param_pct",
+    ];
+    let mut csv = COLS.join(",") + "\n";
+    let cols: Vec<Vec<String>> = COLS
+        .iter()
+        .map(|n| -> Result<Vec<String>> {
+            let c = agg.column(n)?.cast(&DataType::String)?;
+            Ok(c.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
+        })
+        .collect::<Result<_>>()?;
+    for i in 0..agg.height() {
+        let row: Vec<&str> = cols.iter().map(|c| c[i].as_str()).collect();
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    Ok(csv)
+}

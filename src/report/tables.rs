@@ -1,0 +1,356 @@
+//! Tables 1-, 2- and 3-shaped (methods × GLUE tasks) in Markdown, LaTeX (booktabs) and CSV, each
+//! block printed beside the paper's rows with ours − paper and the paper's confidence tag.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::Result;
+
+use super::{BestCells, Cell, PAPER_TASKS, avg_of, paper_avg};
+
+/// One row of a paper CSV in `paper_tables/reference/`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaperRow {
+    /// the CSV's `split` (Table 1) or `model` (Table 2) column; empty for Table 3
+    pub group: String,
+    pub method: String,
+    pub param_pct: Option<f64>,
+    pub vals: BTreeMap<String, f64>,
+    /// the paper's printed Avg.
+    pub avg: Option<f64>,
+    pub confidence: String,
+}
+
+/// Rows of a paper CSV that carry numbers (Table 1's training-size line is skipped).
+pub fn paper_rows(csv: &str, group_col: Option<&str>) -> Vec<PaperRow> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+    let idx = |n: &str| header.iter().position(|h| *h == n);
+    let mut out = Vec::new();
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        let get = |n: &str| idx(n).and_then(|i| f.get(i)).copied().unwrap_or("");
+        let vals: BTreeMap<String, f64> =
+            PAPER_TASKS.iter().filter_map(|t| get(t).parse::<f64>().ok().map(|v| (t.to_string(), v))).collect();
+        if get("method").is_empty() || vals.is_empty() {
+            continue;
+        }
+        out.push(PaperRow {
+            group: group_col.map_or(String::new(), |g| get(g).to_string()),
+            method: get("method").to_string(),
+            param_pct: get("param_pct").parse().ok(),
+            vals,
+            avg: get("avg").parse().ok(),
+            confidence: get("confidence").to_string(),
+        });
+    }
+    out
+}
+
+/// What one paper table shows and how our runs map onto it.
+pub struct TableSpec {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub paper_csv: &'static str,
+    /// the CSV column that splits its rows (dev/test, model)
+    pub group_col: Option<&'static str>,
+    /// (harness method, paper method) in the paper's row order; "" = not implemented here
+    pub methods: &'static [(&'static str, &'static str)],
+    pub paper_protocol: &'static str,
+}
+
+pub const TABLES: [TableSpec; 3] = [
+    TableSpec {
+        id: "table1",
+        title: "Table 1 shape: Full-FT, Diff-Pruning, Adapters, BitFit (paper: BERT-large, GLUE dev and test)",
+        paper_csv: include_str!("../../paper_tables/reference/table1_bert_large.csv"),
+        group_col: Some("split"),
+        methods: &[("full_ft", "Full-FT"), ("", "Diff-Prune (Guo et al.)"), ("", "Adapters (Houlsby et al.)"), ("bitfit", "BitFit")],
+        paper_protocol: "paper: BERT-large; dev rows = best of a learning-rate sweep; test rows = GLUE server \
+                         (test labels are not public, so our test cells cannot be filled)",
+    },
+    TableSpec {
+        id: "table2",
+        title: "Table 2 shape: Full-FT vs BitFit per base model (paper: BERT-base, BERT-large, RoBERTa-base, GLUE dev)",
+        paper_csv: include_str!("../../paper_tables/reference/table2_base_models.csv"),
+        group_col: Some("model"),
+        methods: &[("full_ft", "Full-FT"), ("bitfit", "BitFit")],
+        paper_protocol: "paper: GLUE dev, best of a learning-rate sweep; ours − paper uses the paper model of our \
+                         model's family (bert-base unless the name says large or roberta)",
+    },
+    TableSpec {
+        id: "table3",
+        title: "Table 3 shape: bias subsets and baselines (paper: BERT-base, GLUE dev)",
+        paper_csv: include_str!("../../paper_tables/reference/table3_bias_subsets_bert_base.csv"),
+        group_col: None,
+        methods: &[
+            ("full_ft", "Full-FT"),
+            ("bitfit", "BitFit"),
+            ("b_q+b_m2", "b_m2+b_q"),
+            ("b_m2", "b_m2"),
+            ("b_q", "b_q"),
+            ("frozen", "Frozen"),
+            ("rand_uniform", "rand uniform"),
+            ("rand_row_col", "rand row/col"),
+        ],
+        paper_protocol: "paper: BERT-base, GLUE dev, best of a learning-rate sweep",
+    },
+];
+
+pub const OUR_PROTOCOL: &str = "ours: headline dev metric ×100 (CoLA MCC, MRPC/QQP F1, STS-B Spearman, else accuracy) \
+     at the best epoch, mean ±std over seeds (n), learning rate chosen per cell by the best mean; \
+     diverged and degenerate runs are excluded and counted (excl.); n/a = no run of that task";
+
+/// The paper group our model is compared with.
+fn comparison_group(spec: &TableSpec, model: &str) -> String {
+    match spec.group_col {
+        Some("split") => "dev".into(),
+        Some("model") => {
+            let m = model.to_lowercase();
+            if m.contains("roberta") {
+                "roberta-base".into()
+            } else if m.contains("large") {
+                "bert-large".into()
+            } else {
+                "bert-base".into()
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+/// One rendered table in its three formats.
+pub struct Rendered {
+    pub markdown: String,
+    pub latex: String,
+    pub csv: String,
+}
+
+enum Line<'a> {
+    Ours { method: &'a str, paper_name: &'a str, cells: Option<&'a BTreeMap<String, Cell>> },
+    NotImplemented { paper_name: &'a str },
+    Paper(&'a PaperRow),
+    Diff { paper_name: &'a str, vals: BTreeMap<String, f64>, conf: &'a str },
+}
+
+fn md_cell(c: Option<&Cell>) -> String {
+    match c {
+        Some(c) if c.mean.is_finite() => {
+            let std = if c.n > 1 { format!(" ±{:.1}", c.std) } else { String::new() };
+            let ex = if c.excluded > 0 { format!(", {} excl.", c.excluded) } else { String::new() };
+            format!("{:.1}{std} (n={}{ex})", c.mean, c.n)
+        }
+        Some(c) => format!("— (0 usable, {} excl.)", c.excluded),
+        None => "n/a".into(),
+    }
+}
+
+fn tex_escape(s: &str) -> String {
+    s.replace('\\', "\\textbackslash{}").replace('&', "\\&").replace('%', "\\%").replace('_', "\\_").replace('#', "\\#")
+}
+
+fn tex_cell(c: Option<&Cell>) -> String {
+    match c {
+        Some(c) if c.mean.is_finite() && c.n > 1 => format!("{:.1}$\\pm${:.1}", c.mean, c.std),
+        Some(c) if c.mean.is_finite() => format!("{:.1}", c.mean),
+        Some(_) => "--".into(),
+        None => "n/a".into(),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.filter(|v| v.is_finite()).map_or(String::new(), |v| format!("{v:.1}"))
+}
+
+/// Render one table for every (model, train size) in the results that ran any of its methods.
+pub fn render(spec: &TableSpec, best: &BestCells) -> Result<Rendered> {
+    let paper = paper_rows(spec.paper_csv, spec.group_col);
+    let mut blocks: BTreeMap<(String, i64), BTreeMap<&str, &BTreeMap<String, Cell>>> = BTreeMap::new();
+    for ((model, method, size), cells) in best {
+        if let Some((m, _)) = spec.methods.iter().find(|(m, _)| !m.is_empty() && m == method) {
+            blocks.entry((model.clone(), *size)).or_default().insert(m, cells);
+        }
+    }
+    let mut md = format!("# {}\n\n{OUR_PROTOCOL}.\n{}.\n\n", spec.title, spec.paper_protocol);
+    let mut tex = format!(
+        "% {} -- generated by `repro report`\n% {OUR_PROTOCOL}.\n% {}.\n",
+        spec.title, spec.paper_protocol
+    );
+    let mut csv = String::from("table,model,train_size,row,group,method,param_pct");
+    for t in PAPER_TASKS {
+        let _ = write!(csv, ",{t},{t}_std,{t}_n");
+    }
+    csv.push_str(",avg,confidence,secondary\n");
+    if blocks.is_empty() {
+        md.push_str("No runs of this table's methods in the results.\n");
+        tex.push_str("% no runs of this table's methods in the results\n");
+    }
+    for ((model, size), ours) in &blocks {
+        let size_s = if *size == 0 { "all".to_string() } else { size.to_string() };
+        let group = comparison_group(spec, model);
+        let mut lines = Vec::new();
+        for (m, p) in spec.methods {
+            if m.is_empty() {
+                lines.push(Line::NotImplemented { paper_name: p });
+            } else {
+                lines.push(Line::Ours { method: m, paper_name: p, cells: ours.get(m).copied() });
+            }
+        }
+        for r in &paper {
+            lines.push(Line::Paper(r));
+        }
+        for (m, p) in spec.methods.iter().filter(|(m, _)| !m.is_empty()) {
+            let (Some(cells), Some(pr)) =
+                (ours.get(m), paper.iter().find(|r| r.method == *p && r.group == group))
+            else {
+                continue;
+            };
+            let vals = PAPER_TASKS
+                .iter()
+                .filter_map(|t| {
+                    let a = cells.get(*t).map(|c| c.mean).filter(|v| v.is_finite())?;
+                    Some((t.to_string(), a - pr.vals.get(*t)?))
+                })
+                .collect();
+            lines.push(Line::Diff { paper_name: p, vals, conf: &pr.confidence });
+        }
+
+        let _ = writeln!(md, "## {model} · train size {size_s}\n");
+        let _ = writeln!(md, "| row | params % | {} | Avg. |", PAPER_TASKS.join(" | "));
+        let _ = writeln!(md, "|---|---|{}---|", "---|".repeat(PAPER_TASKS.len()));
+        let _ = writeln!(
+            tex,
+            "\\begin{{table}}[t]\n\\centering\\small\n\\caption{{{} -- ours: {}, train size {}}}\n\\begin{{tabular}}{{ll{}r}}\n\\toprule\nRow & \\% params & {} & Avg. \\\\",
+            tex_escape(spec.title),
+            tex_escape(model),
+            size_s,
+            "r".repeat(PAPER_TASKS.len()),
+            PAPER_TASKS.iter().map(|t| tex_escape(t)).collect::<Vec<_>>().join(" & ")
+        );
+        let mut last_kind = "";
+        for line in &lines {
+            let (kind, label, pct, md_vals, tex_vals, avg, conf, csv_tail) = match line {
+                Line::Ours { method, paper_name, cells } => {
+                    let label = format!("ours: {paper_name} (`{method}`)");
+                    match cells {
+                        None => {
+                            let v = vec!["not run".to_string(); PAPER_TASKS.len()];
+                            ("ours", label, String::new(), v.clone(), v, "not run".to_string(), String::new(), vec![String::new(); PAPER_TASKS.len() * 3])
+                        }
+                        Some(cells) => {
+                            let pct: Vec<f64> = cells.values().map(|c| c.param_pct).collect();
+                            let pct = format!("{:.3}", pct.iter().sum::<f64>() / pct.len() as f64);
+                            let avg = match paper_avg(cells) {
+                                Ok(a) => format!("{a:.1}"),
+                                Err(missing) => format!("— (missing {})", missing.join(", ")),
+                            };
+                            let csv_tail = PAPER_TASKS
+                                .iter()
+                                .flat_map(|t| {
+                                    let c = cells.get(*t);
+                                    [opt(c.map(|c| c.mean)), opt(c.map(|c| c.std)), c.map_or(String::new(), |c| c.n.to_string())]
+                                })
+                                .collect();
+                            (
+                                "ours",
+                                label,
+                                pct,
+                                PAPER_TASKS.iter().map(|t| md_cell(cells.get(*t))).collect(),
+                                PAPER_TASKS.iter().map(|t| tex_cell(cells.get(*t))).collect(),
+                                avg,
+                                String::new(),
+                                csv_tail,
+                            )
+                        }
+                    }
+                }
+                Line::NotImplemented { paper_name } => {
+                    let v = vec!["not implemented".to_string(); PAPER_TASKS.len()];
+                    ("ours", format!("ours: {paper_name}"), String::new(), v.clone(), v, "not implemented".into(), String::new(), vec![String::new(); PAPER_TASKS.len() * 3])
+                }
+                Line::Paper(r) => {
+                    let g = if r.group.is_empty() { String::new() } else { format!(" {}", r.group) };
+                    let v: Vec<String> = PAPER_TASKS.iter().map(|t| opt(r.vals.get(*t).copied())).collect();
+                    let csv_tail = PAPER_TASKS.iter().flat_map(|t| [opt(r.vals.get(*t).copied()), String::new(), String::new()]).collect();
+                    (
+                        "paper",
+                        format!("paper{g}: {} ({})", r.method, r.confidence),
+                        r.param_pct.map_or(String::new(), |p| format!("{p}")),
+                        v.clone(),
+                        v,
+                        r.avg.map_or(String::new(), |a| format!("{a:.1}")),
+                        r.confidence.clone(),
+                        csv_tail,
+                    )
+                }
+                Line::Diff { paper_name, vals, conf } => {
+                    let g = if group.is_empty() { String::new() } else { format!(" {group}") };
+                    let v: Vec<String> = PAPER_TASKS.iter().map(|t| vals.get(*t).map_or(String::new(), |d| format!("{d:+.1}"))).collect();
+                    let csv_tail = PAPER_TASKS.iter().flat_map(|t| [vals.get(*t).map_or(String::new(), |d| format!("{d:.1}")), String::new(), String::new()]).collect();
+                    let avg = match (
+                        ours.get(spec.methods.iter().find(|(_, p)| p == paper_name).map_or("", |(m, _)| *m)).map(|c| paper_avg(c)),
+                        paper.iter().find(|r| r.method == **paper_name && r.group == group).map(|r| avg_of(&r.vals)),
+                    ) {
+                        (Some(Ok(a)), Some(Ok(b))) => format!("{:+.1}", a - b),
+                        _ => String::new(),
+                    };
+                    ("diff", format!("ours − paper{g}: {paper_name}"), String::new(), v.clone(), v, avg, conf.to_string(), csv_tail)
+                }
+            };
+            if !last_kind.is_empty() && kind != last_kind {
+                tex.push_str("\\midrule\n");
+            } else if last_kind.is_empty() {
+                tex.push_str("\\midrule\n");
+            }
+            last_kind = kind;
+            let _ = writeln!(md, "| {label} | {pct} | {} | {avg} |", md_vals.join(" | "));
+            let _ = writeln!(
+                tex,
+                "{} & {} & {} & {} \\\\",
+                tex_escape(&label.replace('`', "")),
+                tex_escape(&pct),
+                tex_vals.iter().map(|v| if v.contains('$') { v.clone() } else { tex_escape(v) }).collect::<Vec<_>>().join(" & "),
+                tex_escape(&avg)
+            );
+            let method = match line {
+                Line::Ours { method, .. } => method.to_string(),
+                Line::NotImplemented { paper_name } | Line::Diff { paper_name, .. } => paper_name.to_string(),
+                Line::Paper(r) => r.method.clone(),
+            };
+            let row_group = match line {
+                Line::Paper(r) => r.group.clone(),
+                Line::Diff { .. } => group.clone(),
+                _ => String::new(),
+            };
+            let secondary = match line {
+                Line::Ours { cells: Some(cells), .. } => cells
+                    .iter()
+                    .flat_map(|(t, c)| c.secondary.iter().map(move |(m, v)| format!("{t}:{m}={v:.1}")))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+                _ => String::new(),
+            };
+            let avg_csv = if avg.starts_with('—') || avg.contains("not") { String::new() } else { avg.trim_start_matches('+').to_string() };
+            let _ = writeln!(
+                csv,
+                "{},{},{},{kind},{},{},{pct},{},{},{},{}",
+                spec.id,
+                csv_field(model),
+                size,
+                csv_field(&row_group),
+                csv_field(&method),
+                csv_tail.iter().map(|v| csv_field(v)).collect::<Vec<_>>().join(","),
+                avg_csv,
+                csv_field(&conf),
+                csv_field(&secondary)
+            );
+        }
+        let _ = writeln!(md);
+        tex.push_str("\\bottomrule\n\\end{tabular}\n\\end{table}\n\n");
+    }
+    Ok(Rendered { markdown: md, latex: tex, csv })
+}

@@ -12,7 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{BestCells, Curve, Gap, HeatMap, mean_std};
+use super::{BestCells, Curve, Gap, HeatMap, Setting, mean_std};
 
 const FONT: &str = "sans-serif";
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -191,7 +191,7 @@ struct HeatFig<'a> {
 const CELL_W: i32 = 64;
 const CELL_H: i32 = 34;
 const LEFT: i32 = 90;
-const TOP: i32 = 78;
+const TOP: i32 = 96;
 
 impl HeatFig<'_> {
     fn new(h: &HeatMap) -> HeatFig<'_> {
@@ -219,6 +219,8 @@ impl Draw for HeatFig<'_> {
             times_ten_to(self.exp)
         );
         root.draw(&Text::new(sub, (12, 36), text_style(13.0).color(&RGBColor(80, 80, 80)))).map_err(pe)?;
+        let protocol = format!("protocol: {}", h.protocol);
+        root.draw(&Text::new(protocol, (12, 56), text_style(13.0).color(&RGBColor(80, 80, 80)))).map_err(pe)?;
         let scale = 10f64.powi(self.exp);
         let gap = 10; // between the last layer and Avg.
         let x_of = |c: i32| LEFT + c * CELL_W + if c == self.cols() - 1 { gap } else { 0 };
@@ -322,6 +324,7 @@ type Points = Vec<(f64, f64, f64)>;
 
 struct SizeFig {
     model: String,
+    protocol: String,
     /// task → method → points sorted by size
     panels: Vec<(String, BTreeMap<String, Points>)>,
 }
@@ -334,12 +337,23 @@ fn panel_grid(n: usize) -> (usize, usize) {
 /// Size of a figure of `n` panels (up to 3 per row) under a title.
 fn panels_size(n: usize) -> (u32, u32) {
     let (r, c) = panel_grid(n);
-    ((c as u32 * 540).max(720), 60 + r as u32 * 420)
+    ((c as u32 * 540).max(720), 80 + r as u32 * 420)
 }
 
-/// Title the figure and split the rest into `n` panels.
-fn panels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, n: usize) -> Result<Vec<DrawingArea<DB, Shift>>> {
-    Ok(root.titled(title, text_style(20.0)).map_err(pe)?.split_evenly(panel_grid(n)))
+/// Title the figure, name the protocol under it, and split the rest into `n` panels.
+fn panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    protocol: &str,
+    n: usize,
+) -> Result<Vec<DrawingArea<DB, Shift>>> {
+    Ok(subtitled(root, title, protocol)?.split_evenly(panel_grid(n)))
+}
+
+/// A title line and a smaller grey protocol line; returns the area below them.
+fn subtitled<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, protocol: &str) -> Result<DrawingArea<DB, Shift>> {
+    let body = root.titled(title, text_style(20.0)).map_err(pe)?;
+    body.titled(&format!("protocol: {protocol}"), text_style(13.0).color(&RGBColor(90, 90, 90))).map_err(pe)
 }
 
 /// Draw one line per method with a ±std band, and a legend.
@@ -429,7 +443,7 @@ impl Draw for SizeFig {
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let title = format!("Fig. 2 · dev score vs training-set size — {} (±1 std over seeds)", self.model);
-        for (area, (task, lines)) in panels(root, &title, self.panels.len())?.iter().zip(&self.panels) {
+        for (area, (task, lines)) in panels(root, &title, &self.protocol, self.panels.len())?.iter().zip(&self.panels) {
             let xs: Vec<f64> = lines.values().flatten().map(|p| p.0).collect();
             let (x0, x1) = (xs.iter().copied().fold(f64::INFINITY, f64::min), xs.iter().copied().fold(0.0, f64::max));
             let range = ((x0 / 1.3)..(x1 * 1.3)).log_scale();
@@ -477,6 +491,7 @@ impl Draw for SizeFig {
 
 struct CurveFig {
     model: String,
+    protocol: String,
     /// panel title → method → points (epoch, mean, std)
     panels: Vec<(String, String, BTreeMap<String, Points>)>,
 }
@@ -487,7 +502,7 @@ impl Draw for CurveFig {
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let title = format!("Learning curves — {}: dev score per epoch at each method's selected lr (±1 std)", self.model);
-        for (area, (caption, task, lines)) in panels(root, &title, self.panels.len())?.iter().zip(&self.panels) {
+        for (area, (caption, task, lines)) in panels(root, &title, &self.protocol, self.panels.len())?.iter().zip(&self.panels) {
             let e1 = lines.values().flatten().map(|p| p.0).fold(1.0, f64::max);
             let y_desc = format!("dev {} ×100", headline_label(task));
             let mut chart =
@@ -504,6 +519,7 @@ impl Draw for CurveFig {
 
 struct GapFig<'a> {
     model: String,
+    protocol: String,
     tasks: Vec<String>,
     methods: Vec<String>,
     gaps: BTreeMap<(String, String), &'a Gap>,
@@ -511,7 +527,7 @@ struct GapFig<'a> {
 
 impl Draw for GapFig<'_> {
     fn size(&self) -> (u32, u32) {
-        ((260 + self.tasks.len() as u32 * 60 * self.methods.len() as u32).clamp(640, 1400), 480)
+        ((260 + self.tasks.len() as u32 * 60 * self.methods.len() as u32).clamp(720, 1400), 500)
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let stats: BTreeMap<(String, String), (f64, f64, usize)> = self
@@ -527,8 +543,8 @@ impl Draw for GapFig<'_> {
         let pad = ((hi - lo) * 0.15).max(1.0);
         let n = self.tasks.len();
         let title = format!("Generalization gap — {}: train − dev score at the best epoch (±1 std)", self.model);
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, text_style(19.0))
+        let body = subtitled(root, &title, &self.protocol)?;
+        let mut chart = ChartBuilder::on(&body)
             .margin(14)
             .x_label_area_size(44)
             .y_label_area_size(62)
@@ -592,10 +608,30 @@ fn method_rank(m: &str) -> (usize, String) {
 
 /// Draw every figure the data supports.
 pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -> Result<Figures> {
+    use std::collections::BTreeSet;
     let mut figures = Vec::new();
     let mut skipped = Vec::new();
+    // file stems name the model, plus a protocol tag when the model ran under several protocols
+    let mut protocols: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (m, p) in heat
+        .iter()
+        .map(|h| (&h.model, &h.protocol))
+        .chain(best.keys().map(|((m, p), _, _)| (m, p)))
+        .chain(curves.iter().map(|c| (&c.model, &c.protocol)))
+        .chain(gaps.iter().map(|g| (&g.model, &g.protocol)))
+    {
+        protocols.entry(m.as_str()).or_default().insert(p.as_str());
+    }
+    let stem = |model: &str, protocol: &str| {
+        if protocols.get(model).is_some_and(|p| p.len() > 1) {
+            use sha2::Digest;
+            format!("{}_{}", slug(model), &hex::encode(sha2::Sha256::digest(protocol.as_bytes()))[..8])
+        } else {
+            slug(model)
+        }
+    };
     for h in heat {
-        let name = format!("fig1_bias_change_{}_{}_{}", slug(&h.model), slug(&h.task), slug(&h.method));
+        let name = format!("fig1_bias_change_{}_{}_{}", stem(&h.model, &h.protocol), slug(&h.task), slug(&h.method));
         figures.push(render(name, &HeatFig::new(h))?);
     }
     if heat.is_empty() {
@@ -603,11 +639,11 @@ pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -
     }
 
     // Fig. 2: tasks with at least two training sizes for some method
-    let mut by_model: BTreeMap<String, BTreeMap<String, BTreeMap<String, Points>>> = BTreeMap::new();
-    for ((model, method, _), tasks) in best {
+    let mut by_setting: BTreeMap<&Setting, BTreeMap<String, BTreeMap<String, Points>>> = BTreeMap::new();
+    for ((setting, method, _), tasks) in best {
         for (task, c) in tasks.iter().filter(|(_, c)| c.mean.is_finite()) {
-            by_model
-                .entry(model.clone())
+            by_setting
+                .entry(setting)
                 .or_default()
                 .entry(task.clone())
                 .or_default()
@@ -616,7 +652,7 @@ pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -
                 .push((c.examples, c.mean, c.std));
         }
     }
-    for (model, tasks) in by_model {
+    for ((model, protocol), tasks) in by_setting {
         let panels: Vec<(String, BTreeMap<String, Points>)> = tasks
             .into_iter()
             .filter(|(_, m)| m.values().any(|p| p.len() >= 2))
@@ -627,19 +663,25 @@ pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -
             })
             .collect();
         if panels.is_empty() {
-            skipped.push(format!("fig2_train_size ({model}): no task ran at two or more training-set sizes"));
+            skipped.push(format!("fig2_train_size ({model}; {protocol}): no task ran at two or more training-set sizes"));
             continue;
         }
-        figures.push(render(format!("fig2_train_size_{}", slug(&model)), &SizeFig { model, panels })?);
+        let fig = SizeFig { model: model.clone(), protocol: protocol.clone(), panels };
+        figures.push(render(format!("fig2_train_size_{}", stem(model, protocol)), &fig)?);
     }
 
     // learning curves: one panel per (task, size), lines per method
-    let mut by_model: BTreeMap<String, BTreeMap<(String, i64), BTreeMap<String, Points>>> = BTreeMap::new();
+    let mut by_setting: BTreeMap<Setting, BTreeMap<(String, i64), BTreeMap<String, Points>>> = BTreeMap::new();
     for c in curves {
         let pts = c.points.iter().map(|(e, m, s, _)| (*e as f64, *m, *s)).collect();
-        by_model.entry(c.model.clone()).or_default().entry((c.task.clone(), c.train_size)).or_default().insert(c.method.clone(), pts);
+        by_setting
+            .entry((c.model.clone(), c.protocol.clone()))
+            .or_default()
+            .entry((c.task.clone(), c.train_size))
+            .or_default()
+            .insert(c.method.clone(), pts);
     }
-    for (model, panels) in by_model {
+    for ((model, protocol), panels) in by_setting {
         let panels = panels
             .into_iter()
             .map(|((task, size), m)| {
@@ -647,15 +689,16 @@ pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -
                 (format!("{task} · train size {size}"), task, m)
             })
             .collect();
-        figures.push(render(format!("learning_curves_{}", slug(&model)), &CurveFig { model, panels })?);
+        let name = format!("learning_curves_{}", stem(&model, &protocol));
+        figures.push(render(name, &CurveFig { model, protocol, panels })?);
     }
 
     // generalization gap
-    let mut by_model: BTreeMap<String, Vec<&Gap>> = BTreeMap::new();
+    let mut by_setting: BTreeMap<Setting, Vec<&Gap>> = BTreeMap::new();
     for g in gaps {
-        by_model.entry(g.model.clone()).or_default().push(g);
+        by_setting.entry((g.model.clone(), g.protocol.clone())).or_default().push(g);
     }
-    for (model, gs) in by_model {
+    for ((model, protocol), gs) in by_setting {
         // categories: task, or task · size when a task ran at several sizes
         let mut cats: Vec<(usize, i64, String)> = gs
             .iter()
@@ -676,7 +719,8 @@ pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -
         methods.sort_by_key(|m| method_rank(m));
         methods.dedup();
         let gaps = gs.iter().map(|g| ((label(&g.task, g.train_size), g.method.clone()), *g)).collect();
-        figures.push(render(format!("generalization_gap_{}", slug(&model)), &GapFig { model, tasks, methods, gaps })?);
+        let name = format!("generalization_gap_{}", stem(&model, &protocol));
+        figures.push(render(name, &GapFig { model, protocol, tasks, methods, gaps })?);
     }
     if gaps.is_empty() {
         skipped.push("generalization_gap: no run recorded train-set metrics".into());

@@ -28,6 +28,8 @@ pub const PAPER_TASKS: [&str; 9] = ["QNLI", "SST-2", "MNLI-m", "MNLI-mm", "CoLA"
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunRow {
     pub model: String,
+    /// the training protocol (see [`protocol_of`]); runs pool only within one
+    pub protocol: String,
     pub task: String,
     pub method: String,
     /// 0 = the whole training set
@@ -50,10 +52,30 @@ fn model_name(r: &RunResult) -> String {
     r.config.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+/// The settings a run shares with the runs it is averaged with, beyond the table axes (model,
+/// task, method, train size, lr): runs of different protocols are never pooled.
+pub fn protocol_of(c: &crate::finetune::TrainConfig) -> String {
+    let dev = c.eval_size.map_or("full dev".to_string(), |n| format!("dev first {n}"));
+    let sched = match c.schedule {
+        crate::finetune::train::Schedule::Constant => "constant lr".to_string(),
+        crate::finetune::train::Schedule::Linear { warmup_ratio } => format!("linear lr, warm-up {warmup_ratio}"),
+    };
+    let pad = if c.pad_to_max_length { " padded" } else { "" };
+    let head = format!("{:?}", c.head).to_lowercase();
+    format!("{} ep, batch {}, len {}{pad}, {dev}, {head} head, {sched}", c.epochs, c.batch_size, c.max_length)
+}
+
+/// Key of one (model, protocol) setting: tables get one block and figures one file per setting.
+pub type Setting = (String, String);
+
+fn setting_of(r: &RunResult) -> Setting {
+    (model_name(r), protocol_of(&r.config))
+}
+
 /// Flatten a run record into one row per dev split and metric (headline first).
 pub fn rows_of(r: &RunResult) -> Vec<RunRow> {
     let c = &r.config;
-    let model = model_name(r);
+    let (model, protocol) = setting_of(r);
     let best = r.epochs.iter().find(|e| e.epoch == r.best_epoch);
     let last = r.epochs.last();
     let mut out = Vec::new();
@@ -81,6 +103,7 @@ pub fn rows_of(r: &RunResult) -> Vec<RunRow> {
         for m in metrics {
             out.push(RunRow {
                 model: model.clone(),
+                protocol: protocol.clone(),
                 task: task.clone(),
                 method: c.method.to_string(),
                 train_size: c.train_size.map_or(0, |n| n as i64),
@@ -109,9 +132,9 @@ pub fn load_results(stores: &[&Path]) -> Result<Vec<RunResult>> {
 }
 
 
-/// Fig. 1 key: (model, task, method, row, layer). Row = paper bias kind (b_q … b_LN2) or
+/// Fig. 1 key: (setting, task, method, row, layer). Row = paper bias kind (b_q … b_LN2) or
 /// `emb_LN` / `pooler` for the two vectors outside the layers (layer None).
-pub type BiasKey = (String, String, String, String, Option<usize>);
+pub type BiasKey = (Setting, String, String, String, Option<usize>);
 
 /// Row label of a bias vector outside the encoder layers.
 fn extra_row(name: &str) -> Option<&'static str> {
@@ -140,7 +163,7 @@ pub fn bias_change_means(results: &[RunResult]) -> BTreeMap<BiasKey, f64> {
             if b.mean_abs_delta == 0.0 && !r.config.method.trains(&b.name) {
                 continue; // not trained under this method
             }
-            let key = (model_name(r), r.config.task.name().to_string(), r.config.method.to_string(), row.to_string(), layer);
+            let key = (setting_of(r), r.config.task.name().to_string(), r.config.method.to_string(), row.to_string(), layer);
             let e = acc.entry(key).or_default();
             e.0 += b.mean_abs_delta;
             e.1 += 1;
@@ -156,6 +179,7 @@ pub const FIG1_ROWS: [&str; 10] = ["b_q", "b_k", "b_v", "b_m1", "b_LN1", "b_m2",
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeatMap {
     pub model: String,
+    pub protocol: String,
     pub task: String,
     pub method: String,
     pub layers: usize,
@@ -165,13 +189,13 @@ pub struct HeatMap {
 /// Group the Fig. 1 means into one heat map per (model, task, method). A row's Avg. is the mean
 /// over its layers (emb_LN and pooler have one vector, shown in the Avg. column only).
 pub fn heat_maps(means: &BTreeMap<BiasKey, f64>) -> Vec<HeatMap> {
-    let mut groups: BTreeMap<(String, String, String), BTreeMap<(String, Option<usize>), f64>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Setting, String, String), BTreeMap<(String, Option<usize>), f64>> = BTreeMap::new();
     for ((m, t, meth, row, layer), v) in means {
         groups.entry((m.clone(), t.clone(), meth.clone())).or_default().insert((row.clone(), *layer), *v);
     }
     groups
         .into_iter()
-        .map(|((model, task, method), cells)| {
+        .map(|(((model, protocol), task, method), cells)| {
             let layers = cells.keys().filter_map(|(_, l)| *l).max().map_or(0, |l| l + 1);
             let rows = FIG1_ROWS
                 .iter()
@@ -186,7 +210,7 @@ pub fn heat_maps(means: &BTreeMap<BiasKey, f64>) -> Vec<HeatMap> {
                     Some((row.to_string(), vals, avg))
                 })
                 .collect();
-            HeatMap { model, task, method, layers, rows }
+            HeatMap { model, protocol, task, method, layers, rows }
         })
         .collect()
 }
@@ -195,7 +219,7 @@ pub fn heat_maps(means: &BTreeMap<BiasKey, f64>) -> Vec<HeatMap> {
 pub fn bias_change_markdown(means: &BTreeMap<BiasKey, f64>) -> String {
     let mut s = String::from("Mean |Δb| over each bias vector's dimensions (Fig. 1 quantity), mean over seeds.\n\n");
     for h in heat_maps(means) {
-        let _ = writeln!(s, "### {} · {} · {}\n", h.model, h.task, h.method);
+        let _ = writeln!(s, "### {} · {} · {} ({})\n", h.model, h.task, h.method, h.protocol);
         let head: Vec<String> = (1..=h.layers).map(|l| l.to_string()).collect();
         let _ = writeln!(s, "| bias | {} | Avg. |", head.join(" | "));
         let _ = writeln!(s, "|---|{}---|", "---|".repeat(h.layers));
@@ -213,6 +237,7 @@ pub fn bias_change_markdown(means: &BTreeMap<BiasKey, f64>) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gap {
     pub model: String,
+    pub protocol: String,
     pub task: String,
     /// 0 = the whole training set
     pub train_size: i64,
@@ -230,7 +255,7 @@ impl Gap {
 /// Train − dev headline metric at the best epoch, per (model, task, train size, method), over
 /// runs that did not diverge and recorded train-set metrics.
 pub fn generalization_gaps(results: &[RunResult]) -> Vec<Gap> {
-    let mut acc: BTreeMap<(String, String, i64, String), Gap> = BTreeMap::new();
+    let mut acc: BTreeMap<(Setting, String, i64, String), Gap> = BTreeMap::new();
     for r in results.iter().filter(|r| !r.diverged) {
         let Some(e) = r.epochs.iter().find(|e| e.epoch == r.best_epoch) else { continue };
         let (Some(train), Some(dev)) = (
@@ -239,9 +264,10 @@ pub fn generalization_gaps(results: &[RunResult]) -> Vec<Gap> {
         ) else {
             continue;
         };
-        let key = (model_name(r), r.config.task.name().to_string(), r.config.train_size.map_or(0, |n| n as i64), r.config.method.to_string());
+        let key = (setting_of(r), r.config.task.name().to_string(), r.config.train_size.map_or(0, |n| n as i64), r.config.method.to_string());
         let g = acc.entry(key.clone()).or_insert_with(|| Gap {
-            model: key.0,
+            model: key.0.0,
+            protocol: key.0.1,
             task: key.1,
             train_size: key.2,
             method: key.3,
@@ -266,12 +292,21 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 pub fn generalization_gap_markdown(results: &[RunResult]) -> String {
     let mut s = String::from(
         "Generalization gap: train − dev headline metric ×100 at the best dev epoch, mean over runs (n).\n\n\
-         | model | task | train size | method | train | dev | gap | n |\n|---|---|---|---|---|---|---|---|\n",
+         | model | protocol | task | train size | method | train | dev | gap | n |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for g in generalization_gaps(results) {
         let (tr, dv) = (mean_std(&g.train).0, mean_std(&g.dev).0);
         let size = if g.train_size == 0 { "all".to_string() } else { g.train_size.to_string() };
-        let _ = writeln!(s, "| {} | {} | {size} | {} | {tr:.1} | {dv:.1} | {:.1} | {} |", g.model, g.task, g.method, tr - dv, g.train.len());
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {size} | {} | {tr:.1} | {dv:.1} | {:.1} | {} |",
+            g.model,
+            g.protocol,
+            g.task,
+            g.method,
+            tr - dv,
+            g.train.len()
+        );
     }
     s
 }
@@ -281,6 +316,7 @@ pub fn generalization_gap_markdown(results: &[RunResult]) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Curve {
     pub model: String,
+    pub protocol: String,
     pub task: String,
     pub train_size: i64,
     pub method: String,
@@ -291,19 +327,20 @@ pub struct Curve {
 
 /// Learning curves (dev metric per epoch) at each cell's selected learning rate.
 pub fn learning_curves(results: &[RunResult], best: &BestCells) -> Vec<Curve> {
-    let mut acc: BTreeMap<(String, String, i64, String), (f64, BTreeMap<usize, Vec<f64>>)> = BTreeMap::new();
+    let mut acc: BTreeMap<(Setting, String, i64, String), (f64, BTreeMap<usize, Vec<f64>>)> = BTreeMap::new();
     for r in results.iter().filter(|r| !r.diverged) {
         let c = &r.config;
         let size = c.train_size.map_or(0, |n| n as i64);
         for row in rows_of(r).into_iter().filter(|row| row.headline && !row.excluded) {
-            let Some(cell) = best.get(&(row.model.clone(), row.method.clone(), size)).and_then(|t| t.get(&row.task)) else {
+            let setting = (row.model.clone(), row.protocol.clone());
+            let Some(cell) = best.get(&(setting.clone(), row.method.clone(), size)).and_then(|t| t.get(&row.task)) else {
                 continue;
             };
             if cell.lr != c.lr {
                 continue;
             }
             let split = if row.task == "MNLI-mm" { "dev_mismatched" } else { "dev" };
-            let e = acc.entry((row.model, row.task, size, row.method)).or_insert_with(|| (c.lr, BTreeMap::new()));
+            let e = acc.entry((setting, row.task, size, row.method)).or_insert_with(|| (c.lr, BTreeMap::new()));
             for ep in &r.epochs {
                 if let Some(v) = ep.dev.get(split).and_then(|s| s.get(&r.headline)) {
                     e.1.entry(ep.epoch).or_default().push(100.0 * v);
@@ -312,8 +349,9 @@ pub fn learning_curves(results: &[RunResult], best: &BestCells) -> Vec<Curve> {
         }
     }
     acc.into_iter()
-        .map(|((model, task, train_size, method), (lr, eps))| Curve {
+        .map(|(((model, protocol), task, train_size, method), (lr, eps))| Curve {
             model,
+            protocol,
             task,
             train_size,
             method,
@@ -332,6 +370,7 @@ pub fn aggregate(rows: &[RunRow]) -> Result<DataFrame> {
     let col_f = |name: &str, f: &dyn Fn(&RunRow) -> f64| Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>());
     let df = DataFrame::new_infer_height(vec![
         col_s("model", &|r| r.model.clone()),
+        col_s("protocol", &|r| r.protocol.clone()),
         col_s("task", &|r| r.task.clone()),
         col_s("method", &|r| r.method.clone()),
         Column::new("train_size".into(), rows.iter().map(|r| r.train_size).collect::<Vec<_>>()),
@@ -344,7 +383,7 @@ pub fn aggregate(rows: &[RunRow]) -> Result<DataFrame> {
         col_f("examples", &|r| r.examples as f64),
         col_f("param_pct", &|r| r.param_pct),
     ])?;
-    let keys = [col("model"), col("task"), col("method"), col("train_size"), col("lr"), col("metric")];
+    let keys = [col("model"), col("protocol"), col("task"), col("method"), col("train_size"), col("lr"), col("metric")];
     let ok = col("excluded").not();
     let agg = df
         .lazy()
@@ -360,7 +399,7 @@ pub fn aggregate(rows: &[RunRow]) -> Result<DataFrame> {
             col("examples").mean().alias("examples"),
             col("param_pct").mean().alias("param_pct"),
         ])
-        .sort(["model", "task", "method", "train_size", "lr", "metric"], Default::default())
+        .sort(["model", "protocol", "task", "method", "train_size", "lr", "metric"], Default::default())
         .collect()?;
     Ok(agg)
 }
@@ -381,8 +420,8 @@ pub struct Cell {
     pub secondary: BTreeMap<String, f64>,
 }
 
-/// (model, method, train_size) → task → cell at the selected learning rate.
-pub type BestCells = BTreeMap<(String, String, i64), BTreeMap<String, Cell>>;
+/// ((model, protocol), method, train_size) → task → cell at the selected learning rate.
+pub type BestCells = BTreeMap<(Setting, String, i64), BTreeMap<String, Cell>>;
 
 /// Best learning rate per (model, method, train_size, task), by the mean best-epoch headline
 /// metric; the secondary metrics are read at that learning rate.
@@ -393,11 +432,12 @@ pub fn best_lr(agg: &DataFrame) -> Result<BestCells> {
     let f = |n: &str| -> Result<Vec<f64>> {
         Ok(agg.column(n)?.cast(&DataType::Float64)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
     };
-    let (model, task, method, metric) = (s("model")?, s("task")?, s("method")?, s("metric")?);
+    let (model, protocol, task, method, metric) = (s("model")?, s("protocol")?, s("task")?, s("method")?, s("metric")?);
     let headline: Vec<bool> = agg.column("headline")?.bool()?.iter().map(|v| v.unwrap_or(false)).collect();
     let (size, lr, mean, std, n, ex) =
         (f("train_size")?, f("lr")?, f("best_mean")?, f("best_std")?, f("n")?, f("n_excluded")?);
     let (examples, pct) = (f("examples")?, f("param_pct")?);
+    let key = |i: usize| ((model[i].clone(), protocol[i].clone()), method[i].clone(), size[i] as i64);
     let mut out = BestCells::new();
     for i in (0..agg.height()).filter(|i| headline[*i]) {
         let cell = Cell {
@@ -410,7 +450,7 @@ pub fn best_lr(agg: &DataFrame) -> Result<BestCells> {
             param_pct: pct[i],
             secondary: BTreeMap::new(),
         };
-        let by_task = out.entry((model[i].clone(), method[i].clone(), size[i] as i64)).or_default();
+        let by_task = out.entry(key(i)).or_default();
         let better = match by_task.get(&task[i]) {
             None => true,
             Some(c) => cell.mean.is_finite() && (!c.mean.is_finite() || cell.mean > c.mean),
@@ -420,7 +460,7 @@ pub fn best_lr(agg: &DataFrame) -> Result<BestCells> {
         }
     }
     for i in (0..agg.height()).filter(|i| !headline[*i]) {
-        if let Some(c) = out.get_mut(&(model[i].clone(), method[i].clone(), size[i] as i64)).and_then(|t| t.get_mut(&task[i]))
+        if let Some(c) = out.get_mut(&key(i)).and_then(|t| t.get_mut(&task[i]))
             && c.lr == lr[i]
         {
             c.secondary.insert(metric[i].clone(), mean[i]);
@@ -488,10 +528,10 @@ pub fn report(stores: &[&Path], out: &Path) -> Result<Written> {
         }
     }
     let means = bias_change_means(&results);
-    let mut csv = String::from("model,task,method,bias,layer,mean_abs_delta\n");
-    for ((m, t, meth, row, layer), v) in &means {
+    let mut csv = String::from("model,protocol,task,method,bias,layer,mean_abs_delta\n");
+    for (((m, p), t, meth, row, layer), v) in &means {
         let layer = layer.map_or(String::new(), |l| (l + 1).to_string());
-        csv.push_str(&format!("{m},{t},{meth},{row},{layer},{v:e}\n"));
+        csv.push_str(&format!("{m},\"{p}\",{t},{meth},{row},{layer},{v:e}\n"));
     }
     put("fig1_bias_change.csv", csv.as_bytes())?;
     put("fig1_bias_change.md", bias_change_markdown(&means).as_bytes())?;
@@ -506,8 +546,8 @@ pub fn report(stores: &[&Path], out: &Path) -> Result<Written> {
 
 /// The aggregate as CSV (written by hand: polars is built without its csv feature).
 fn aggregate_csv(agg: &DataFrame) -> Result<String> {
-    const COLS: [&str; 15] = [
-        "model", "task", "method", "train_size", "lr", "metric", "headline", "best_mean", "best_std", "last_mean",
+    const COLS: [&str; 16] = [
+        "model", "protocol", "task", "method", "train_size", "lr", "metric", "headline", "best_mean", "best_std", "last_mean",
         "last_std", "n", "n_excluded", "examples", "param_pct",
     ];
     let mut csv = COLS.join(",") + "\n";

@@ -68,3 +68,10 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// The CPU backends this build has: ndarray and flex, plus libtorch with `--features tch`
+/// (the documented libtorch check runs the same tests on it).
+pub fn cpu_backends() -> Vec<bitfit_repro::backend::Backend> {
+    use bitfit_repro::backend::Backend;
+    [Backend::Ndarray, Backend::Flex, Backend::Tch].into_iter().filter(|b| b.compiled()).collect()
+}

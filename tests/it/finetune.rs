@@ -96,6 +96,9 @@ fn run_golden(backend: Backend, tag: &str) {
 fn golden_steps_full_ft() {
     run_golden(Backend::Ndarray, "full_ft");
     run_golden(Backend::Ndarray, "full_ft_regression");
+    if Backend::Tch.compiled() {
+        run_golden(Backend::Tch, "full_ft");
+    }
 }
 
 #[test]
@@ -103,6 +106,9 @@ fn golden_steps_bitfit() {
     run_golden(Backend::Ndarray, "bitfit");
     run_golden(Backend::Ndarray, "bitfit_regression");
     run_golden(Backend::Flex, "bitfit");
+    if Backend::Tch.compiled() {
+        run_golden(Backend::Tch, "bitfit");
+    }
 }
 
 #[test]

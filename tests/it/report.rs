@@ -8,6 +8,7 @@ use bitfit_repro::report::{Cell, RunRow, aggregate, best_lr, figures, paper_avg,
 fn row(task: &str, lr: f64, seed: i64, metric: &str, best: f64, excluded: bool) -> RunRow {
     RunRow {
         model: "m".into(),
+        protocol: "p".into(),
         task: task.into(),
         method: "bitfit".into(),
         train_size: 0,
@@ -40,14 +41,18 @@ fn aggregate_selects_the_best_lr_and_counts_excluded_runs_apart() {
         row("CoLA", 1e-3, 1, "mcc", 40.0, false),
         row("CoLA", 1e-3, 1, "accuracy", 75.0, false),
     ];
+    let mut other = row("RTE", 1e-3, 0, "accuracy", 50.0, false);
+    other.protocol = "q".into(); // another protocol (e.g. more epochs): never pooled with `p`
+    let rows = [rows, vec![other]].concat();
     let agg = aggregate(&rows).unwrap();
-    assert_eq!(agg.height(), 4, "(task, lr, metric) groups");
+    assert_eq!(agg.height(), 5, "(protocol, task, lr, metric) groups");
     let best = best_lr(&agg).unwrap();
-    let cells = &best[&("m".to_string(), "bitfit".to_string(), 0)];
+    let cells = &best[&(("m".to_string(), "p".to_string()), "bitfit".to_string(), 0)];
     let rte = &cells["RTE"];
     assert_eq!((rte.lr, rte.mean, rte.std, rte.n, rte.excluded), (1e-3, 72.0, 2.0, 3, 0));
     assert_eq!(rte.examples, 2490.0);
     assert!((rte.param_pct - 0.1).abs() < 1e-12);
+    assert_eq!(best[&(("m".to_string(), "q".to_string()), "bitfit".to_string(), 0)]["RTE"].mean, 50.0);
     let cola = &cells["CoLA"];
     assert_eq!((cola.mean, cola.n, cola.excluded), (40.0, 1, 1), "the degenerate run is not averaged");
     assert_eq!(cola.secondary, BTreeMap::from([("accuracy".to_string(), 75.0)]), "secondary metric kept");
@@ -180,7 +185,11 @@ fn fig1_table_and_generalization_gap_from_records() {
         result("b_q", 0, None, 5e-2, 0.7, &[0.6]),
     ];
     let means = bias_change_means(&results);
-    let key = |m: &str, k: &str, l: Option<usize>| ("mini".to_string(), "RTE".to_string(), m.to_string(), k.to_string(), l);
+    let protocol = bitfit_repro::report::protocol_of(&results[0].config);
+    assert_eq!(protocol, "16 ep, batch 8, len 128, full dev, pooler head, constant lr");
+    let key = |m: &str, k: &str, l: Option<usize>| {
+        (("mini".to_string(), protocol.clone()), "RTE".to_string(), m.to_string(), k.to_string(), l)
+    };
     assert!((means[&key("bitfit", "b_q", Some(0))] - 2e-2).abs() < 1e-12, "mean over seeds");
     assert!((means[&key("bitfit", "b_q", Some(1))] - 6e-2).abs() < 1e-12);
     assert_eq!(means[&key("bitfit", "b_k", Some(0))], 0.0, "b_k trained under bitfit: a real zero");
@@ -195,8 +204,8 @@ fn fig1_table_and_generalization_gap_from_records() {
     let rows: Vec<&str> = bitfit.rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(rows, ["b_q", "b_k", "b_m2", "pooler"], "paper order, extra rows last");
     let gap = generalization_gap_markdown(&results);
-    assert!(gap.contains("| mini | RTE | all | bitfit | 85.0 | 70.0 | 15.0 | 2 |"), "{gap}");
-    assert!(gap.contains("| mini | RTE | all | b_q | 70.0 | 60.0 | 10.0 | 1 |"), "{gap}");
+    assert!(gap.contains("| mini | 16 ep, batch 8, len 128, full dev, pooler head, constant lr | RTE | all | bitfit | 85.0 | 70.0 | 15.0 | 2 |"), "{gap}");
+    assert!(gap.contains("| mini | 16 ep, batch 8, len 128, full dev, pooler head, constant lr | RTE | all | b_q | 70.0 | 60.0 | 10.0 | 1 |"), "{gap}");
 }
 
 #[test]

@@ -60,6 +60,17 @@ impl Backend {
     }
 }
 
+/// burn-ndarray's matmul (matrixmultiply) starts its own helper threads inside rayon's batch
+/// workers, so on 2 cores three threads compete for two. One matrixmultiply thread per rayon
+/// worker measured ≈10% faster full-FT steps on MiniLM's shape (BENCHMARKS.md). A value the user
+/// set is kept. Call first thing in `main`, before any thread exists.
+pub fn default_matmul_threads() {
+    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        // SAFETY: called at the top of main, while the process is single-threaded
+        unsafe { std::env::set_var("MATMUL_NUM_THREADS", "1") };
+    }
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -342,6 +342,7 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    bitfit_repro::backend::default_matmul_threads();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -58,11 +58,11 @@ pub fn protocol_of(c: &crate::finetune::TrainConfig) -> String {
     let dev = c.eval_size.map_or("full dev".to_string(), |n| format!("dev first {n}"));
     let sched = match c.schedule {
         crate::finetune::train::Schedule::Constant => "constant lr".to_string(),
-        crate::finetune::train::Schedule::Linear { warmup_ratio } => format!("linear lr, warm-up {warmup_ratio}"),
+        crate::finetune::train::Schedule::Linear { warmup_ratio } => format!("linear lr warm-up {warmup_ratio}"),
     };
     let pad = if c.pad_to_max_length { " padded" } else { "" };
     let head = format!("{:?}", c.head).to_lowercase();
-    format!("{} ep, batch {}, len {}{pad}, {dev}, {head} head, {sched}", c.epochs, c.batch_size, c.max_length)
+    format!("{} ep · batch {} · len {}{pad} · {dev} · {head} head · {sched}", c.epochs, c.batch_size, c.max_length)
 }
 
 /// Key of one (model, protocol) setting: tables get one block and figures one file per setting.
@@ -531,7 +531,8 @@ pub fn report(stores: &[&Path], out: &Path) -> Result<Written> {
     let mut csv = String::from("model,protocol,task,method,bias,layer,mean_abs_delta\n");
     for (((m, p), t, meth, row, layer), v) in &means {
         let layer = layer.map_or(String::new(), |l| (l + 1).to_string());
-        csv.push_str(&format!("{m},\"{p}\",{t},{meth},{row},{layer},{v:e}\n"));
+        let f = |x: &str| tables::csv_field(x);
+        csv.push_str(&format!("{},{},{},{},{row},{layer},{v:e}\n", f(m), f(p), f(t), f(meth)));
     }
     put("fig1_bias_change.csv", csv.as_bytes())?;
     put("fig1_bias_change.md", bias_change_markdown(&means).as_bytes())?;
@@ -559,7 +560,7 @@ fn aggregate_csv(agg: &DataFrame) -> Result<String> {
         })
         .collect::<Result<_>>()?;
     for i in 0..agg.height() {
-        let row: Vec<&str> = cols.iter().map(|c| c[i].as_str()).collect();
+        let row: Vec<String> = cols.iter().map(|c| tables::csv_field(&c[i])).collect();
         csv.push_str(&row.join(","));
         csv.push('\n');
     }

@@ -117,7 +117,10 @@ fn smoke_grid_survives_sigkill_and_resumes() {
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{f}.png");
         assert!(std::fs::read_to_string(pt.join(format!("{f}.svg"))).unwrap().contains("</svg>"), "{f}.svg");
     }
-    assert!(text.contains("skipped: fig2_train_size (all-MiniLM-L6-v2): no task ran at two or more training-set sizes"), "{text}");
+    assert!(
+        text.contains("skipped: fig2_train_size (all-MiniLM-L6-v2; 1 ep · batch 8 · len 64 · dev first 64 · pooler head · constant lr): no task ran at two or more training-set sizes"),
+        "{text}"
+    );
     let gap = std::fs::read_to_string(pt.join("generalization_gap.md")).unwrap();
     assert!(gap.contains("| SST-2 | 32 | bitfit |") && gap.contains("| MRPC | 32 | full_ft |"), "{gap}");
 }

@@ -186,7 +186,7 @@ fn fig1_table_and_generalization_gap_from_records() {
     ];
     let means = bias_change_means(&results);
     let protocol = bitfit_repro::report::protocol_of(&results[0].config);
-    assert_eq!(protocol, "16 ep, batch 8, len 128, full dev, pooler head, constant lr");
+    assert_eq!(protocol, "16 ep · batch 8 · len 128 · full dev · pooler head · constant lr");
     let key = |m: &str, k: &str, l: Option<usize>| {
         (("mini".to_string(), protocol.clone()), "RTE".to_string(), m.to_string(), k.to_string(), l)
     };
@@ -204,8 +204,8 @@ fn fig1_table_and_generalization_gap_from_records() {
     let rows: Vec<&str> = bitfit.rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(rows, ["b_q", "b_k", "b_m2", "pooler"], "paper order, extra rows last");
     let gap = generalization_gap_markdown(&results);
-    assert!(gap.contains("| mini | 16 ep, batch 8, len 128, full dev, pooler head, constant lr | RTE | all | bitfit | 85.0 | 70.0 | 15.0 | 2 |"), "{gap}");
-    assert!(gap.contains("| mini | 16 ep, batch 8, len 128, full dev, pooler head, constant lr | RTE | all | b_q | 70.0 | 60.0 | 10.0 | 1 |"), "{gap}");
+    assert!(gap.contains("| mini | 16 ep · batch 8 · len 128 · full dev · pooler head · constant lr | RTE | all | bitfit | 85.0 | 70.0 | 15.0 | 2 |"), "{gap}");
+    assert!(gap.contains("| mini | 16 ep · batch 8 · len 128 · full dev · pooler head · constant lr | RTE | all | b_q | 70.0 | 60.0 | 10.0 | 1 |"), "{gap}");
 }
 
 #[test]

@@ -117,6 +117,15 @@ fn smoke_grid_survives_sigkill_and_resumes() {
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{f}.png");
         assert!(std::fs::read_to_string(pt.join(format!("{f}.svg"))).unwrap().contains("</svg>"), "{f}.svg");
     }
+    // deterministic: a second report from the same store is byte-identical
+    let pt2 = tmp.path().join("paper_tables_again");
+    assert!(repro().args(["report", "--results"]).arg(&store).arg("--out").arg(&pt2).output().unwrap().status.success());
+    let mut names: Vec<_> = std::fs::read_dir(&pt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert!(names.len() >= 20, "{names:?}");
+    for n in &names {
+        assert_eq!(std::fs::read(pt.join(n)).unwrap(), std::fs::read(pt2.join(n)).unwrap(), "{n:?} differs between two reports");
+    }
     assert!(
         text.contains("skipped: fig2_train_size (all-MiniLM-L6-v2; 1 ep · batch 8 · len 64 · dev first 64 · pooler head · constant lr): no task ran at two or more training-set sizes"),
         "{text}"

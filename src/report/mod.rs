@@ -253,10 +253,10 @@ impl Gap {
 }
 
 /// Train − dev headline metric at the best epoch, per (model, task, train size, method), over
-/// runs that did not diverge and recorded train-set metrics.
+/// runs that recorded train-set metrics and are neither diverged nor degenerate.
 pub fn generalization_gaps(results: &[RunResult]) -> Vec<Gap> {
     let mut acc: BTreeMap<(Setting, String, i64, String), Gap> = BTreeMap::new();
-    for r in results.iter().filter(|r| !r.diverged) {
+    for r in results.iter().filter(|r| !r.diverged && !rows_of(r).first().is_some_and(|row| row.excluded)) {
         let Some(e) = r.epochs.iter().find(|e| e.epoch == r.best_epoch) else { continue };
         let (Some(train), Some(dev)) = (
             e.train.as_ref().and_then(|s| s.get(&r.headline)),
@@ -291,7 +291,8 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 /// Generalization gap as a Markdown table.
 pub fn generalization_gap_markdown(results: &[RunResult]) -> String {
     let mut s = String::from(
-        "Generalization gap: train − dev headline metric ×100 at the best dev epoch, mean over runs (n).\n\n\
+        "Generalization gap: train − dev headline metric ×100 at the best dev epoch, mean over runs (n; \
+         diverged and degenerate runs left out).\n\n\
          | model | protocol | task | train size | method | train | dev | gap | n |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for g in generalization_gaps(results) {

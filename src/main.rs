@@ -69,8 +69,8 @@ enum Cmd {
     /// Training-step speed and peak memory per backend and method on a model shape (random
     /// weights), as a table and JSON; compare with scripts/bench_pytorch.py.
     Bench(BenchArgs),
-    /// Aggregate stored runs (polars) into paper_tables/: aggregate.parquet/.csv and a
-    /// Table-3-shaped Markdown table beside the paper's numbers. No retraining.
+    /// Aggregate stored runs (polars) into paper_tables/: aggregate.parquet/.csv, Tables 1-3
+    /// beside the paper's numbers (Markdown, LaTeX, CSV) and the figures (PNG, SVG). No retraining.
     Report {
         /// result stores (default: every folder under results/)
         #[arg(long = "results")]

@@ -685,8 +685,7 @@ pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -
         let panels = panels
             .into_iter()
             .map(|((task, size), m)| {
-                let size = if size == 0 { "all".to_string() } else { size.to_string() };
-                (format!("{task} · train size {size}"), task, m)
+                (format!("{task} · train size {}", super::size_label(size)), task, m)
             })
             .collect();
         let name = format!("learning_curves_{}", stem(&model, &protocol));

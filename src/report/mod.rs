@@ -2,9 +2,10 @@
 //! Reads only the results store: no retraining, deterministic output.
 //!
 //! Protocol: each run contributes the task's headline metric (×100) at its best dev epoch (the
-//! reference code's reporting) and at its last epoch; runs are grouped by model, task, method,
-//! training size and learning rate (mean ± sample std over seeds, n); per (model, task, method,
-//! size) the learning rate with the best mean best-epoch score is selected. MNLI contributes
+//! reference code's reporting) and at its last epoch; runs are grouped by model, protocol
+//! ([`protocol_of`]), task, method, training size, learning rate and metric (mean ± sample std
+//! over seeds, n); per (model, protocol, task, method, size) the learning rate with the best mean
+//! best-epoch score is selected. MNLI contributes
 //! MNLI-m and MNLI-mm. Diverged and degenerate runs (constant predictions on the dev split at
 //! the best epoch, or MCC/F1/Spearman exactly 0) are counted apart and not averaged.
 
@@ -72,6 +73,28 @@ fn setting_of(r: &RunResult) -> Setting {
     (model_name(r), protocol_of(&r.config))
 }
 
+/// A run's training-set size as the report keys it: 0 = the whole training set.
+fn size_of(r: &RunResult) -> i64 {
+    r.config.train_size.map_or(0, |n| n as i64)
+}
+
+/// How a training size is printed: `all` for the whole set.
+pub fn size_label(size: i64) -> String {
+    if size == 0 { "all".to_string() } else { size.to_string() }
+}
+
+/// Whether a run's score on one dev split must not be averaged: diverged, no finite headline
+/// metric, constant predictions at the best epoch (the `pred_*` diagnostics), or an MCC/F1/
+/// Spearman of exactly 0.
+fn excluded(r: &RunResult, split: &str) -> bool {
+    let Some(scores) = r.epochs.iter().find(|e| e.epoch == r.best_epoch).and_then(|e| e.dev.get(split)) else {
+        return true;
+    };
+    let head = scores.get(&r.headline).copied().unwrap_or(f64::NAN);
+    let constant = scores.get("pred_majority_share").is_some_and(|v| *v >= 1.0) || scores.get("pred_std").is_some_and(|v| *v == 0.0);
+    r.diverged || !head.is_finite() || constant || (matches!(r.headline.as_str(), "mcc" | "f1" | "spearman") && head == 0.0)
+}
+
 /// Flatten a run record into one row per dev split and metric (headline first).
 pub fn rows_of(r: &RunResult) -> Vec<RunRow> {
     let c = &r.config;
@@ -89,14 +112,9 @@ pub fn rows_of(r: &RunResult) -> Vec<RunRow> {
         let get = |e: Option<&crate::finetune::train::EpochRecord>, m: &str| {
             e.and_then(|e| e.dev.get(&split)).and_then(|s| s.get(m)).map_or(f64::NAN, |v| 100.0 * v)
         };
-        let head = get(best, &r.headline);
-        let best_scores = best.and_then(|e| e.dev.get(&split));
-        let constant = best_scores.is_some_and(|s| {
-            s.get("pred_majority_share").is_some_and(|v| *v >= 1.0) || s.get("pred_std").is_some_and(|v| *v == 0.0)
-        });
-        let degenerate = constant || (matches!(r.headline.as_str(), "mcc" | "f1" | "spearman") && head == 0.0);
+        let excluded = excluded(r, &split);
         let mut metrics = vec![r.headline.clone()];
-        if let Some(s) = best_scores {
+        if let Some(s) = best.and_then(|e| e.dev.get(&split)) {
             // `pred_*` keys are diagnostics, not metrics
             metrics.extend(s.keys().filter(|k| **k != r.headline && !k.starts_with("pred_")).cloned());
         }
@@ -106,14 +124,14 @@ pub fn rows_of(r: &RunResult) -> Vec<RunRow> {
                 protocol: protocol.clone(),
                 task: task.clone(),
                 method: c.method.to_string(),
-                train_size: c.train_size.map_or(0, |n| n as i64),
+                train_size: size_of(r),
                 lr: c.lr,
                 seed: c.seed as i64,
                 headline: m == r.headline,
                 best: get(best, &m),
                 last: get(last, &m),
                 metric: m,
-                excluded: r.diverged || degenerate || !head.is_finite(),
+                excluded,
                 examples: r.train_examples as i64,
                 param_pct: 100.0 * r.trainable_share,
             });
@@ -215,10 +233,10 @@ pub fn heat_maps(means: &BTreeMap<BiasKey, f64>) -> Vec<HeatMap> {
         .collect()
 }
 
-/// Fig. 1 as a Markdown table per (model, task, method): rows b_q…b_LN2, columns layers + Avg.
-pub fn bias_change_markdown(means: &BTreeMap<BiasKey, f64>) -> String {
+/// Fig. 1 as a Markdown table per heat map: rows b_q…b_LN2, columns layers + Avg.
+pub fn bias_change_markdown(maps: &[HeatMap]) -> String {
     let mut s = String::from("Mean |Δb| over each bias vector's dimensions (Fig. 1 quantity), mean over seeds.\n\n");
-    for h in heat_maps(means) {
+    for h in maps {
         let _ = writeln!(s, "### {} · {} · {} ({})\n", h.model, h.task, h.method, h.protocol);
         let head: Vec<String> = (1..=h.layers).map(|l| l.to_string()).collect();
         let _ = writeln!(s, "| bias | {} | Avg. |", head.join(" | "));
@@ -256,7 +274,7 @@ impl Gap {
 /// runs that recorded train-set metrics and are neither diverged nor degenerate.
 pub fn generalization_gaps(results: &[RunResult]) -> Vec<Gap> {
     let mut acc: BTreeMap<(Setting, String, i64, String), Gap> = BTreeMap::new();
-    for r in results.iter().filter(|r| !r.diverged && !rows_of(r).first().is_some_and(|row| row.excluded)) {
+    for r in results.iter().filter(|r| !excluded(r, "dev")) {
         let Some(e) = r.epochs.iter().find(|e| e.epoch == r.best_epoch) else { continue };
         let (Some(train), Some(dev)) = (
             e.train.as_ref().and_then(|s| s.get(&r.headline)),
@@ -264,7 +282,7 @@ pub fn generalization_gaps(results: &[RunResult]) -> Vec<Gap> {
         ) else {
             continue;
         };
-        let key = (setting_of(r), r.config.task.name().to_string(), r.config.train_size.map_or(0, |n| n as i64), r.config.method.to_string());
+        let key = (setting_of(r), r.config.task.name().to_string(), size_of(r), r.config.method.to_string());
         let g = acc.entry(key.clone()).or_insert_with(|| Gap {
             model: key.0.0,
             protocol: key.0.1,
@@ -289,15 +307,15 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 /// Generalization gap as a Markdown table.
-pub fn generalization_gap_markdown(results: &[RunResult]) -> String {
+pub fn generalization_gap_markdown(gaps: &[Gap]) -> String {
     let mut s = String::from(
         "Generalization gap: train − dev headline metric ×100 at the best dev epoch, mean over runs (n; \
          diverged and degenerate runs left out).\n\n\
          | model | protocol | task | train size | method | train | dev | gap | n |\n|---|---|---|---|---|---|---|---|---|\n",
     );
-    for g in generalization_gaps(results) {
+    for g in gaps {
         let (tr, dv) = (mean_std(&g.train).0, mean_std(&g.dev).0);
-        let size = if g.train_size == 0 { "all".to_string() } else { g.train_size.to_string() };
+        let size = size_label(g.train_size);
         let _ = writeln!(
             s,
             "| {} | {} | {} | {size} | {} | {tr:.1} | {dv:.1} | {:.1} | {} |",
@@ -331,7 +349,7 @@ pub fn learning_curves(results: &[RunResult], best: &BestCells) -> Vec<Curve> {
     let mut acc: BTreeMap<(Setting, String, i64, String), (f64, BTreeMap<usize, Vec<f64>>)> = BTreeMap::new();
     for r in results.iter().filter(|r| !r.diverged) {
         let c = &r.config;
-        let size = c.train_size.map_or(0, |n| n as i64);
+        let size = size_of(r);
         for row in rows_of(r).into_iter().filter(|row| row.headline && !row.excluded) {
             let setting = (row.model.clone(), row.protocol.clone());
             let Some(cell) = best.get(&(setting.clone(), row.method.clone(), size)).and_then(|t| t.get(&row.task)) else {
@@ -536,9 +554,10 @@ pub fn report(stores: &[&Path], out: &Path) -> Result<Written> {
         csv.push_str(&format!("{},{},{},{},{row},{layer},{v:e}\n", f(m), f(p), f(t), f(meth)));
     }
     put("fig1_bias_change.csv", csv.as_bytes())?;
-    put("fig1_bias_change.md", bias_change_markdown(&means).as_bytes())?;
-    put("generalization_gap.md", generalization_gap_markdown(&results).as_bytes())?;
-    let figs = figures::all(&heat_maps(&means), &best, &learning_curves(&results, &best), &generalization_gaps(&results))?;
+    let (maps, gaps) = (heat_maps(&means), generalization_gaps(&results));
+    put("fig1_bias_change.md", bias_change_markdown(&maps).as_bytes())?;
+    put("generalization_gap.md", generalization_gap_markdown(&gaps).as_bytes())?;
+    let figs = figures::all(&maps, &best, &learning_curves(&results, &best), &gaps)?;
     for f in &figs.figures {
         put(&format!("{}.png", f.name), &f.png)?;
         put(&format!("{}.svg", f.name), f.svg.as_bytes())?;

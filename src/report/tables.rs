@@ -126,11 +126,127 @@ pub struct Rendered {
     pub csv: String,
 }
 
-enum Line<'a> {
-    Ours { method: &'a str, paper_name: &'a str, cells: Option<&'a BTreeMap<String, Cell>> },
-    NotImplemented { paper_name: &'a str },
-    Paper(&'a PaperRow),
-    Diff { paper_name: &'a str, vals: BTreeMap<String, f64>, conf: &'a str },
+/// One printed row of a table block, in every output format.
+struct Row {
+    /// `ours`, `paper` or `diff`
+    kind: &'static str,
+    label: String,
+    /// the CSV's `method` and `group` columns
+    method: String,
+    group: String,
+    pct: String,
+    /// one cell per task of [`PAPER_TASKS`]
+    md: Vec<String>,
+    tex: Vec<String>,
+    /// three CSV fields per task: value, std, n
+    csv: Vec<String>,
+    /// Avg. as printed, and as the CSV's number (empty when there is none)
+    avg: String,
+    avg_csv: String,
+    confidence: String,
+    /// `task:metric=value;…` (our rows only)
+    secondary: String,
+}
+
+impl Row {
+    /// Our row of a method with the same word in every cell (`not run`, `not implemented`).
+    fn marked(label: String, method: &str, word: &str) -> Row {
+        let cells = vec![word.to_string(); PAPER_TASKS.len()];
+        Row {
+            kind: "ours",
+            label,
+            method: method.to_string(),
+            group: String::new(),
+            pct: String::new(),
+            md: cells.clone(),
+            tex: cells,
+            csv: vec![String::new(); PAPER_TASKS.len() * 3],
+            avg: word.to_string(),
+            avg_csv: String::new(),
+            confidence: String::new(),
+            secondary: String::new(),
+        }
+    }
+
+    fn ours(method: &str, paper_name: &str, cells: &BTreeMap<String, Cell>) -> Row {
+        let pct: Vec<f64> = cells.values().map(|c| c.param_pct).collect();
+        let (avg, avg_csv) = match paper_avg(cells) {
+            Ok(a) => (format!("{a:.1}"), format!("{a:.1}")),
+            Err(missing) => (format!("— (missing {})", missing.join(", ")), String::new()),
+        };
+        Row {
+            kind: "ours",
+            label: format!("ours: {paper_name} (`{method}`)"),
+            method: method.to_string(),
+            group: String::new(),
+            pct: format!("{:.3}", pct.iter().sum::<f64>() / pct.len() as f64),
+            md: PAPER_TASKS.iter().map(|t| md_cell(cells.get(*t))).collect(),
+            tex: PAPER_TASKS.iter().map(|t| tex_cell(cells.get(*t))).collect(),
+            csv: PAPER_TASKS
+                .iter()
+                .flat_map(|t| {
+                    let c = cells.get(*t);
+                    [opt(c.map(|c| c.mean)), opt(c.map(|c| c.std)), c.map_or(String::new(), |c| c.n.to_string())]
+                })
+                .collect(),
+            avg,
+            avg_csv,
+            confidence: String::new(),
+            secondary: cells
+                .iter()
+                .flat_map(|(t, c)| c.secondary.iter().map(move |(m, v)| format!("{t}:{m}={v:.1}")))
+                .collect::<Vec<_>>()
+                .join(";"),
+        }
+    }
+
+    fn paper(r: &PaperRow) -> Row {
+        let g = if r.group.is_empty() { String::new() } else { format!(" {}", r.group) };
+        let cells: Vec<String> = PAPER_TASKS.iter().map(|t| opt(r.vals.get(*t).copied())).collect();
+        let avg = r.avg.map_or(String::new(), |a| format!("{a:.1}"));
+        Row {
+            kind: "paper",
+            label: format!("paper{g}: {} ({})", r.method, r.confidence),
+            method: r.method.clone(),
+            group: r.group.clone(),
+            pct: r.param_pct.map_or(String::new(), |p| format!("{p}")),
+            csv: cells.iter().flat_map(|v| [v.clone(), String::new(), String::new()]).collect(),
+            md: cells.clone(),
+            tex: cells,
+            avg_csv: avg.clone(),
+            avg,
+            confidence: r.confidence.clone(),
+            secondary: String::new(),
+        }
+    }
+
+    /// Ours − paper per task, and of the two Avg. when both exist.
+    fn diff(cells: &BTreeMap<String, Cell>, pr: &PaperRow) -> Row {
+        let d: Vec<Option<f64>> = PAPER_TASKS
+            .iter()
+            .map(|t| Some(cells.get(*t).map(|c| c.mean).filter(|v| v.is_finite())? - pr.vals.get(*t)?))
+            .collect();
+        let shown: Vec<String> = d.iter().map(|d| d.map_or(String::new(), |d| format!("{d:+.1}"))).collect();
+        let avg = match (paper_avg(cells), avg_of(&pr.vals)) {
+            (Ok(a), Ok(b)) => Some(a - b),
+            _ => None,
+        };
+        let g = if pr.group.is_empty() { String::new() } else { format!(" {}", pr.group) };
+        Row {
+            kind: "diff",
+            label: format!("ours − paper{g}: {}", pr.method),
+            method: pr.method.clone(),
+            group: pr.group.clone(),
+            pct: String::new(),
+            md: shown.clone(),
+            tex: shown,
+            csv: d.iter().flat_map(|d| [d.map_or(String::new(), |d| format!("{d:.1}")), String::new(), String::new()]).collect(),
+            avg: avg.map_or(String::new(), |a| format!("{a:+.1}")),
+            avg_csv: avg.map_or(String::new(), |a| format!("{a:.1}")),
+            confidence: pr.confidence.clone(),
+            secondary: String::new(),
+        }
+    }
 }
 
 fn md_cell(c: Option<&Cell>) -> String {
@@ -192,33 +308,21 @@ pub fn render(spec: &TableSpec, best: &BestCells) -> Result<Rendered> {
         tex.push_str("% no runs of this table's methods in the results\n");
     }
     for ((model, protocol, size), ours) in &blocks {
-        let size_s = if *size == 0 { "all".to_string() } else { size.to_string() };
+        let size_s = super::size_label(*size);
         let group = comparison_group(spec, model);
-        let mut lines = Vec::new();
+        let mut rows = Vec::new();
         for (m, p) in spec.methods {
-            if m.is_empty() {
-                lines.push(Line::NotImplemented { paper_name: p });
-            } else {
-                lines.push(Line::Ours { method: m, paper_name: p, cells: ours.get(m).copied() });
-            }
+            rows.push(match ours.get(m) {
+                _ if m.is_empty() => Row::marked(format!("ours: {p}"), p, "not implemented"),
+                None => Row::marked(format!("ours: {p} (`{m}`)"), m, "not run"),
+                Some(cells) => Row::ours(m, p, cells),
+            });
         }
-        for r in &paper {
-            lines.push(Line::Paper(r));
-        }
+        rows.extend(paper.iter().map(Row::paper));
         for (m, p) in spec.methods.iter().filter(|(m, _)| !m.is_empty()) {
-            let (Some(cells), Some(pr)) =
-                (ours.get(m), paper.iter().find(|r| r.method == *p && r.group == group))
-            else {
-                continue;
-            };
-            let vals = PAPER_TASKS
-                .iter()
-                .filter_map(|t| {
-                    let a = cells.get(*t).map(|c| c.mean).filter(|v| v.is_finite())?;
-                    Some((t.to_string(), a - pr.vals.get(*t)?))
-                })
-                .collect();
-            lines.push(Line::Diff { paper_name: p, vals, conf: &pr.confidence });
+            if let (Some(cells), Some(pr)) = (ours.get(m), paper.iter().find(|r| r.method == *p && r.group == group)) {
+                rows.push(Row::diff(cells, pr));
+            }
         }
 
         let _ = writeln!(md, "## {model} · train size {size_s} · {protocol}\n");
@@ -235,120 +339,35 @@ pub fn render(spec: &TableSpec, best: &BestCells) -> Result<Rendered> {
             PAPER_TASKS.iter().map(|t| tex_escape(t)).collect::<Vec<_>>().join(" & ")
         );
         let mut last_kind = "";
-        for line in &lines {
-            let (kind, label, pct, md_vals, tex_vals, avg, conf, csv_tail) = match line {
-                Line::Ours { method, paper_name, cells } => {
-                    let label = format!("ours: {paper_name} (`{method}`)");
-                    match cells {
-                        None => {
-                            let v = vec!["not run".to_string(); PAPER_TASKS.len()];
-                            ("ours", label, String::new(), v.clone(), v, "not run".to_string(), String::new(), vec![String::new(); PAPER_TASKS.len() * 3])
-                        }
-                        Some(cells) => {
-                            let pct: Vec<f64> = cells.values().map(|c| c.param_pct).collect();
-                            let pct = format!("{:.3}", pct.iter().sum::<f64>() / pct.len() as f64);
-                            let avg = match paper_avg(cells) {
-                                Ok(a) => format!("{a:.1}"),
-                                Err(missing) => format!("— (missing {})", missing.join(", ")),
-                            };
-                            let csv_tail = PAPER_TASKS
-                                .iter()
-                                .flat_map(|t| {
-                                    let c = cells.get(*t);
-                                    [opt(c.map(|c| c.mean)), opt(c.map(|c| c.std)), c.map_or(String::new(), |c| c.n.to_string())]
-                                })
-                                .collect();
-                            (
-                                "ours",
-                                label,
-                                pct,
-                                PAPER_TASKS.iter().map(|t| md_cell(cells.get(*t))).collect(),
-                                PAPER_TASKS.iter().map(|t| tex_cell(cells.get(*t))).collect(),
-                                avg,
-                                String::new(),
-                                csv_tail,
-                            )
-                        }
-                    }
-                }
-                Line::NotImplemented { paper_name } => {
-                    let v = vec!["not implemented".to_string(); PAPER_TASKS.len()];
-                    ("ours", format!("ours: {paper_name}"), String::new(), v.clone(), v, "not implemented".into(), String::new(), vec![String::new(); PAPER_TASKS.len() * 3])
-                }
-                Line::Paper(r) => {
-                    let g = if r.group.is_empty() { String::new() } else { format!(" {}", r.group) };
-                    let v: Vec<String> = PAPER_TASKS.iter().map(|t| opt(r.vals.get(*t).copied())).collect();
-                    let csv_tail = PAPER_TASKS.iter().flat_map(|t| [opt(r.vals.get(*t).copied()), String::new(), String::new()]).collect();
-                    (
-                        "paper",
-                        format!("paper{g}: {} ({})", r.method, r.confidence),
-                        r.param_pct.map_or(String::new(), |p| format!("{p}")),
-                        v.clone(),
-                        v,
-                        r.avg.map_or(String::new(), |a| format!("{a:.1}")),
-                        r.confidence.clone(),
-                        csv_tail,
-                    )
-                }
-                Line::Diff { paper_name, vals, conf } => {
-                    let g = if group.is_empty() { String::new() } else { format!(" {group}") };
-                    let v: Vec<String> = PAPER_TASKS.iter().map(|t| vals.get(*t).map_or(String::new(), |d| format!("{d:+.1}"))).collect();
-                    let csv_tail = PAPER_TASKS.iter().flat_map(|t| [vals.get(*t).map_or(String::new(), |d| format!("{d:.1}")), String::new(), String::new()]).collect();
-                    let avg = match (
-                        ours.get(spec.methods.iter().find(|(_, p)| p == paper_name).map_or("", |(m, _)| *m)).map(|c| paper_avg(c)),
-                        paper.iter().find(|r| r.method == **paper_name && r.group == group).map(|r| avg_of(&r.vals)),
-                    ) {
-                        (Some(Ok(a)), Some(Ok(b))) => format!("{:+.1}", a - b),
-                        _ => String::new(),
-                    };
-                    ("diff", format!("ours − paper{g}: {paper_name}"), String::new(), v.clone(), v, avg, conf.to_string(), csv_tail)
-                }
-            };
-            if kind != last_kind {
+        for row in &rows {
+            if row.kind != last_kind {
                 tex.push_str("\\midrule\n"); // under the header and between ours / paper / diff
             }
-            last_kind = kind;
-            let _ = writeln!(md, "| {label} | {pct} | {} | {avg} |", md_vals.join(" | "));
+            last_kind = row.kind;
+            let _ = writeln!(md, "| {} | {} | {} | {} |", row.label, row.pct, row.md.join(" | "), row.avg);
             let _ = writeln!(
                 tex,
                 "{} & {} & {} & {} \\\\",
-                tex_escape(&label.replace('`', "")),
-                tex_escape(&pct),
-                tex_vals.iter().map(|v| if v.contains('$') { v.clone() } else { tex_escape(v) }).collect::<Vec<_>>().join(" & "),
-                tex_escape(&avg)
+                tex_escape(&row.label.replace('`', "")),
+                tex_escape(&row.pct),
+                row.tex.iter().map(|v| if v.contains('$') { v.clone() } else { tex_escape(v) }).collect::<Vec<_>>().join(" & "),
+                tex_escape(&row.avg)
             );
-            let method = match line {
-                Line::Ours { method, .. } => method.to_string(),
-                Line::NotImplemented { paper_name } | Line::Diff { paper_name, .. } => paper_name.to_string(),
-                Line::Paper(r) => r.method.clone(),
-            };
-            let row_group = match line {
-                Line::Paper(r) => r.group.clone(),
-                Line::Diff { .. } => group.clone(),
-                _ => String::new(),
-            };
-            let secondary = match line {
-                Line::Ours { cells: Some(cells), .. } => cells
-                    .iter()
-                    .flat_map(|(t, c)| c.secondary.iter().map(move |(m, v)| format!("{t}:{m}={v:.1}")))
-                    .collect::<Vec<_>>()
-                    .join(";"),
-                _ => String::new(),
-            };
-            let avg_csv = if avg.starts_with('—') || avg.contains("not") { String::new() } else { avg.trim_start_matches('+').to_string() };
             let _ = writeln!(
                 csv,
-                "{},{},{},{},{kind},{},{},{pct},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
                 spec.id,
                 csv_field(model),
                 csv_field(protocol),
                 size,
-                csv_field(&row_group),
-                csv_field(&method),
-                csv_tail.iter().map(|v| csv_field(v)).collect::<Vec<_>>().join(","),
-                avg_csv,
-                csv_field(&conf),
-                csv_field(&secondary)
+                row.kind,
+                csv_field(&row.group),
+                csv_field(&row.method),
+                row.pct,
+                row.csv.iter().map(|v| csv_field(v)).collect::<Vec<_>>().join(","),
+                row.avg_csv,
+                csv_field(&row.confidence),
+                csv_field(&row.secondary)
             );
         }
         let _ = writeln!(md);

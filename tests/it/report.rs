@@ -178,7 +178,9 @@ fn result(method: &str, seed: u64, size: Option<usize>, dq: f64, train: f64, dev
 
 #[test]
 fn fig1_table_and_generalization_gap_from_records() {
-    use bitfit_repro::report::{bias_change_markdown, bias_change_means, generalization_gap_markdown, heat_maps};
+    use bitfit_repro::report::{
+        bias_change_markdown, bias_change_means, generalization_gap_markdown, generalization_gaps, heat_maps,
+    };
     let results = vec![
         result("bitfit", 0, None, 1e-2, 0.9, &[0.7]),
         result("bitfit", 1, None, 3e-2, 0.8, &[0.7]),
@@ -195,15 +197,15 @@ fn fig1_table_and_generalization_gap_from_records() {
     assert_eq!(means[&key("bitfit", "b_k", Some(0))], 0.0, "b_k trained under bitfit: a real zero");
     assert!((means[&key("bitfit", "pooler", None)] - 1e-2).abs() < 1e-12, "pooler bias: its own row");
     assert!(!means.contains_key(&key("b_q", "b_m2", Some(0))), "b_m2 is not trained under b_q: no cell");
-    let md = bias_change_markdown(&means);
+    let maps = heat_maps(&means);
+    let md = bias_change_markdown(&maps);
     assert!(md.contains("| b_q | 2.00e-2 | 6.00e-2 | 4.00e-2 |"), "{md}");
     assert!(md.contains("| b_k | 0.00e0 | 0.00e0 | 0.00e0 |"), "{md}");
     assert!(md.contains("| pooler |  |  | 1.00e-2 |"), "{md}");
-    let maps = heat_maps(&means);
     let bitfit = maps.iter().find(|m| m.method == "bitfit").unwrap();
     let rows: Vec<&str> = bitfit.rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(rows, ["b_q", "b_k", "b_m2", "pooler"], "paper order, extra rows last");
-    let gap = generalization_gap_markdown(&results);
+    let gap = generalization_gap_markdown(&generalization_gaps(&results));
     assert!(gap.contains("| mini | 16 ep · batch 8 · len 128 · full dev · pooler head · constant lr | RTE | all | bitfit | 85.0 | 70.0 | 15.0 | 2 |"), "{gap}");
     assert!(gap.contains("| mini | 16 ep · batch 8 · len 128 · full dev · pooler head · constant lr | RTE | all | b_q | 70.0 | 60.0 | 10.0 | 1 |"), "{gap}");
 }

@@ -16,25 +16,14 @@ import subprocess
 import sys
 import time
 
+from reference_methods import trainable
+
 SHAPES = {
     "bert-base-cased": dict(vocab_size=28996, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                             intermediate_size=3072),
     "bert-large-cased": dict(vocab_size=28996, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                              intermediate_size=4096),
 }
-
-
-def trains(method, name):
-    if name.startswith("classifier."):
-        return True
-    if method == "full_ft":
-        return True
-    if method == "bitfit":
-        return "bias" in name
-    if method == "b_q+b_m2":
-        return name == "bert.pooler.dense.bias" or name.endswith("attention.self.query.bias") or name.endswith(
-            "intermediate.dense.bias")
-    raise ValueError(method)
 
 
 def forward_flops(c, batch, seq):
@@ -59,9 +48,9 @@ def one(args):
     cfg.attn_implementation = "eager"
     model = BertForSequenceClassification(cfg)
     for n, p in model.named_parameters():
-        p.requires_grad = trains(args.method, n)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=1e-5, eps=1e-6, weight_decay=0.0)
+        p.requires_grad = trainable(args.method, n)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5, eps=1e-6, weight_decay=0.0)
     model.train()
     b, s = args.batch_size, args.seq_len
     ids = (1 + (torch.arange(b * s) * 7919) % (cfg.vocab_size - 1)).reshape(b, s)
@@ -73,7 +62,7 @@ def one(args):
         opt.zero_grad(set_to_none=True)
         out = model(input_ids=ids, attention_mask=mask, labels=labels)
         out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if step >= args.warmup:
             times.append((time.perf_counter() - t0) * 1000)
@@ -84,7 +73,7 @@ def one(args):
                threads=torch.get_num_threads(), steps=args.steps, ms_per_step_median=med, ms_per_step_min=times[0],
                examples_per_second=b / (med / 1000), peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                gflop_per_step=gflop, gflops_per_second=gflop / (med / 1000),
-               trainable_params=sum(p.numel() for p in trainable))
+               trainable_params=sum(p.numel() for p in params))
     print(json.dumps(row))
 
 

@@ -32,6 +32,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizer, BertTokenizerFast
 
+from reference_methods import trainable
+
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
 
 # ---------------------------------------------------------------- tiny model
@@ -183,32 +185,6 @@ class ReferenceAdamW:
             p.addcdiv_(m, denom, value=-step_size)
             if self.wd > 0:
                 p.add_(p, alpha=-self.lr * self.wd)
-
-
-PAPER_BIAS = {
-    "b_q": "attention.self.query.bias",
-    "b_k": "attention.self.key.bias",
-    "b_v": "attention.self.value.bias",
-    "b_m1": "attention.output.dense.bias",
-    "b_LN1": "attention.output.LayerNorm.bias",
-    "b_m2": "intermediate.dense.bias",
-    "b_m3": "output.dense.bias",
-    "b_LN2": "output.LayerNorm.bias",
-}
-
-
-def trainable(method, name):
-    if name.startswith("classifier."):
-        return True
-    if method == "full_ft":
-        return True
-    if method == "bitfit":
-        return "bias" in name
-    if method == "b_q+b_m2":
-        if name == "bert.pooler.dense.bias":
-            return True
-        return any(name.endswith("." + PAPER_BIAS[k]) and ".layer." in name for k in ("b_q", "b_m2"))
-    raise ValueError(method)
 
 
 def golden_steps(tiny_dir, out_dir, steps=5):

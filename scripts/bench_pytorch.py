@@ -7,6 +7,7 @@ Same model shape (random init), batch, sequence length (all tokens real), dropou
 
     python3 scripts/bench_pytorch.py --model models/all-MiniLM-L6-v2 --batch-size 32 --seq-len 128
     python3 scripts/bench_pytorch.py --shape bert-base-cased
+    python3 scripts/bench_pytorch.py --device cuda          # on a GPU (scripts/gpu_check.sh)
 """
 import argparse
 import json
@@ -46,16 +47,19 @@ def one(args):
         cfg = BertConfig.from_pretrained(args.model, num_labels=2)
         name = os.path.basename(os.path.normpath(args.model))
     cfg.attn_implementation = "eager"
-    model = BertForSequenceClassification(cfg)
+    cfg._attn_implementation = "eager"  # transformers 5 reads this one
+    dev = torch.device(args.device)
+    model = BertForSequenceClassification(cfg).to(dev)
     for n, p in model.named_parameters():
         p.requires_grad = trainable(args.method, n)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, eps=1e-6, weight_decay=0.0)
     model.train()
     b, s = args.batch_size, args.seq_len
-    ids = (1 + (torch.arange(b * s) * 7919) % (cfg.vocab_size - 1)).reshape(b, s)
-    mask = torch.ones(b, s, dtype=torch.long)
-    labels = torch.arange(b) % 2
+    ids = (1 + (torch.arange(b * s) * 7919) % (cfg.vocab_size - 1)).reshape(b, s).to(dev)
+    mask = torch.ones(b, s, dtype=torch.long, device=dev)
+    labels = (torch.arange(b) % 2).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     for step in range(args.warmup + args.steps):
         t0 = time.perf_counter()
@@ -64,14 +68,18 @@ def one(args):
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        sync()
         if step >= args.warmup:
             times.append((time.perf_counter() - t0) * 1000)
     times.sort()
     med = times[len(times) // 2]
     gflop = forward_flops(cfg, b, s) * (3 if args.method == "full_ft" else 2) / 1e9
-    row = dict(shape=name, backend=f"pytorch-{torch.__version__}", method=args.method, batch_size=b, seq_len=s,
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if dev.type == "cuda":  # device memory is what matters there
+        rss = torch.cuda.max_memory_allocated() / 2**20
+    row = dict(shape=name, backend=f"pytorch-{torch.__version__}-{dev.type}", method=args.method, batch_size=b, seq_len=s,
                threads=torch.get_num_threads(), steps=args.steps, ms_per_step_median=med, ms_per_step_min=times[0],
-               examples_per_second=b / (med / 1000), peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               examples_per_second=b / (med / 1000), peak_rss_mib=rss,
                gflop_per_step=gflop, gflops_per_second=gflop / (med / 1000),
                trainable_params=sum(p.numel() for p in params))
     print(json.dumps(row))
@@ -88,6 +96,7 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (peak memory: RSS on cpu, max allocated on cuda)")
     ap.add_argument("--json")
     ap.add_argument("--one", action="store_true")
     args = ap.parse_args()
@@ -97,7 +106,7 @@ def main():
     for m in args.methods.split(","):
         cmd = [sys.executable, __file__, "--one", "--method", m] + [
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-            if k in ("model", "shape", "batch_size", "seq_len", "steps", "warmup", "threads") and v is not None]
+            if k in ("model", "shape", "batch_size", "seq_len", "steps", "warmup", "threads", "device") and v is not None]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
     print(f"{'shape':<16} {'backend':<16} {'method':<10} {'batch':>5} {'seq':>4} {'ms/step':>11} {'ex/s':>9} "

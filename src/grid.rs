@@ -45,6 +45,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("data", "a GLUE folder or hf:nyu-mll/glue"),
     ("backend", "ndarray, flex, tch, tch-cuda"),
     ("epochs", "an integer"),
+    ("min_steps", "an integer floor on optimizer steps (more epochs for small training sets)"),
     ("batch_size", "an integer"),
     ("max_length", "an integer"),
     ("head", "pooler, cls, mean"),
@@ -86,6 +87,7 @@ struct Settings {
     data: Option<String>,
     backend: Option<String>,
     epochs: Option<usize>,
+    min_steps: Option<usize>,
     batch_size: Option<usize>,
     max_length: Option<usize>,
     head: Option<String>,
@@ -470,6 +472,7 @@ pub fn resolve(settings: &BTreeMap<String, Value>) -> Result<TrainConfig> {
     c.eval_size = s.eval_size.map(|x| x.get()).transpose()?.flatten();
     c.backend = s.backend.as_deref().map(str::parse).transpose()?.unwrap_or_default();
     c.epochs = s.epochs.unwrap_or(c.epochs);
+    c.min_steps = s.min_steps;
     c.batch_size = s.batch_size.unwrap_or(c.batch_size);
     c.max_length = s.max_length.unwrap_or(c.max_length);
     c.head = s.head.as_deref().map(str::parse).transpose()?.unwrap_or_default();

@@ -77,6 +77,14 @@ enum Cmd {
         results: Vec<PathBuf>,
         #[arg(long, default_value = "paper_tables")]
         out: PathBuf,
+        /// best epoch: per-metric (each dev split and metric at its own max over epochs, as the
+        /// reference code) or single (every metric at the epoch best on the headline metric)
+        #[arg(long, default_value = "per-metric", value_name = "per-metric|single")]
+        epoch_rule: bitfit_repro::report::EpochRule,
+        /// leave degenerate runs (constant predictions, MCC/F1/Spearman exactly 0) out of the
+        /// means; by default every finished run is averaged and the degenerate ones counted
+        #[arg(long)]
+        exclude_degenerate: bool,
     },
     /// Tokenise a sentence (or a pair) with a model's tokenizer and print the ids.
     Tokenize {
@@ -180,6 +188,13 @@ struct RunArgs {
     /// this machine's part of the grid: i/n (0-based), e.g. 0/4
     #[arg(long)]
     shard: Option<String>,
+    /// stop starting runs once the time left (e.g. 2h30m, 90m, 3600) cannot finish them, judged
+    /// from the store's own measured times; exits 0 with what is done and left
+    #[arg(long, value_name = "DURATION")]
+    time_limit: Option<String>,
+    /// the same limit as an absolute moment (seconds since the Unix epoch; used by workers)
+    #[arg(long, hide = true)]
+    deadline: Option<u64>,
     /// no progress output (used by worker processes)
     #[arg(long, hide = true)]
     quiet: bool,
@@ -203,6 +218,13 @@ fn run_grid(a: RunArgs) -> Result<()> {
         runner::print_status(&grid, &runs, &store);
         return Ok(());
     }
+    if a.jobs == 0 {
+        anyhow::bail!("--jobs 0: give at least 1 worker process");
+    }
+    let deadline = match (&a.time_limit, a.deadline) {
+        (Some(t), _) => Some(runner::unix_now() + runner::parse_duration(t)?),
+        (None, d) => d,
+    };
     let mut children = Vec::new();
     if a.jobs > 1 {
         let mut args = vec!["run".to_string(), a.grid.display().to_string()];
@@ -215,9 +237,12 @@ fn run_grid(a: RunArgs) -> Result<()> {
         if a.retry_failed {
             args.push("--retry-failed".into());
         }
+        if let Some(d) = deadline {
+            args.push(format!("--deadline={d}"));
+        }
         children = runner::spawn_workers(a.jobs - 1, &args)?;
     }
-    let opts = runner::RunOptions { retry_failed: a.retry_failed, shard, quiet: a.quiet };
+    let opts = runner::RunOptions { retry_failed: a.retry_failed, shard, quiet: a.quiet, deadline };
     let s = runner::execute(&grid, &runs, &store, &opts)?;
     runner::wait_workers(children)?;
     if !a.quiet {
@@ -225,6 +250,17 @@ fn run_grid(a: RunArgs) -> Result<()> {
             "grid {}: {} trained, {} diverged, {} failed, {} already done, {} taken by other workers — store {}",
             grid.name, s.trained, s.diverged, s.failed, s.skipped_done, s.skipped_locked, store.root.display()
         );
+        if deadline.is_some() {
+            let mine: Vec<runner::PlannedRun> =
+                runs.iter().enumerate().filter(|(i, _)| runner::in_shard(*i, shard)).map(|(_, r)| r.clone()).collect();
+            let (left, est) = runner::remaining(&mine, &store, a.retry_failed);
+            println!(
+                "time limit: {} done, {left} left (estimated {}), {} not started for lack of time",
+                mine.len() - left,
+                est.map_or("unknown: no comparable finished run yet".into(), |t| runner::human_seconds(t)),
+                s.skipped_time
+            );
+        }
     }
     if s.failed > 0 {
         anyhow::bail!("{} run(s) failed; see their log.txt in the store, fix, and rerun with --retry-failed", s.failed);
@@ -250,6 +286,9 @@ struct TrainArgs {
     lr: f64,
     #[arg(long, default_value_t = 16)]
     epochs: usize,
+    /// floor on optimizer steps: more epochs where the training set is small
+    #[arg(long)]
+    min_steps: Option<usize>,
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
     #[arg(long, default_value_t = 128)]
@@ -289,6 +328,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let data_dir = hub::resolve_data(&a.data)?;
     let mut cfg = TrainConfig::reference(task, model, data_dir, finetune::Method::parse(&a.method)?, a.lr);
     cfg.epochs = a.epochs;
+    cfg.min_steps = a.min_steps;
     cfg.batch_size = a.batch_size;
     cfg.max_length = a.max_length;
     cfg.seed = a.seed;
@@ -308,7 +348,7 @@ fn train(a: TrainArgs) -> Result<()> {
         if let finetune::train::Event::Step { epoch, step, steps_per_epoch, loss } = ev {
             bar.set_length(steps_per_epoch as u64);
             bar.set_position(step as u64);
-            bar.set_message(format!("{epoch}/{} loss {loss:.4}", cfg.epochs));
+            bar.set_message(format!("{epoch} loss {loss:.4}"));
         }
     })?;
     bar.finish_and_clear();
@@ -417,7 +457,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Train(a) => train(a)?,
-        Cmd::Report { results, out } => {
+        Cmd::Report { results, out, epoch_rule, exclude_degenerate } => {
             let stores: Vec<PathBuf> = if results.is_empty() {
                 let mut v: Vec<PathBuf> = std::fs::read_dir("results")
                     .map_err(|e| anyhow::anyhow!("results/: {e}; run a grid first or pass --results DIR"))?
@@ -431,7 +471,8 @@ fn run(cli: Cli) -> Result<()> {
                 results
             };
             let refs: Vec<&std::path::Path> = stores.iter().map(|p| p.as_path()).collect();
-            let w = bitfit_repro::report::report(&refs, &out)?;
+            let rules = bitfit_repro::report::Rules { epoch: epoch_rule, exclude_degenerate };
+            let w = bitfit_repro::report::report(&refs, &out, &rules)?;
             print!("{}", w.table3);
             for s in &w.skipped {
                 println!("skipped: {s}");

@@ -120,6 +120,8 @@ pub struct RunOptions {
     pub shard: Option<(usize, usize)>,
     /// no progress bars, no per-run lines (child workers)
     pub quiet: bool,
+    /// start no run that cannot finish before this moment (seconds since the Unix epoch)
+    pub deadline: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -129,6 +131,130 @@ pub struct Summary {
     pub diverged: usize,
     pub skipped_done: usize,
     pub skipped_locked: usize,
+    /// not started: the time left before the deadline could not finish them
+    pub skipped_time: usize,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Parse a duration such as `2h30m`, `90m`, `45s`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<u64> {
+    let err = || anyhow::anyhow!("--time-limit {s}: expected a duration such as 2h30m, 90m, 45s or 3600");
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(err());
+    }
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(n);
+    }
+    let (mut total, mut num) = (0u64, String::new());
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(err()),
+        };
+        let n: u64 = num.parse().map_err(|_| err())?;
+        total += n * unit;
+        num.clear();
+    }
+    if !num.is_empty() {
+        return Err(err());
+    }
+    Ok(total)
+}
+
+/// Estimates a run's wall time from the store's own finished runs, from the closest match:
+/// the same cell shape (task, method, backend, sizes, protocol) per epoch; else the same task,
+/// backend and method class (full_ft or not) per training example and epoch; else any run on
+/// the backend with that method class. None when the store has nothing comparable yet.
+pub struct Estimator {
+    done: Vec<crate::finetune::train::RunResult>,
+    train_rows: BTreeMap<String, usize>,
+}
+
+/// A finished run's cost: seconds per epoch and per (training example × epoch).
+fn per_epoch(r: &crate::finetune::train::RunResult) -> (f64, f64) {
+    let epochs = r.epochs.len().max(1) as f64;
+    (r.wall_seconds / epochs, r.wall_seconds / (epochs * r.train_examples.max(1) as f64))
+}
+
+impl Estimator {
+    pub fn new(store: &Store) -> Estimator {
+        let done = store.results().unwrap_or_default().into_iter().map(|(_, r)| r).filter(|r| !r.diverged).collect();
+        Estimator { done, train_rows: BTreeMap::new() }
+    }
+
+    /// Training examples the run will see (its subset, or the whole training split).
+    fn examples(&mut self, cfg: &crate::finetune::TrainConfig) -> usize {
+        let key = format!("{}|{}", cfg.data.display(), cfg.task.name());
+        let all = *self.train_rows.entry(key).or_insert_with(|| {
+            hub::resolve_data(&cfg.data.to_string_lossy())
+                .and_then(|d| crate::data::Glue::new(d).load(cfg.task, crate::data::Split::Train))
+                .map_or(0, |v| v.len())
+        });
+        cfg.train_size.map_or(all, |n| n.min(all.max(1)))
+    }
+
+    pub fn seconds(&mut self, cfg: &crate::finetune::TrainConfig) -> Option<f64> {
+        let full = |m: &crate::finetune::Method| *m == crate::finetune::Method::FullFt;
+        let same_shape = |r: &crate::finetune::TrainConfig| {
+            r.task == cfg.task
+                && r.method == cfg.method
+                && r.backend == cfg.backend
+                && r.train_size == cfg.train_size
+                && r.batch_size == cfg.batch_size
+                && r.max_length == cfg.max_length
+                && r.eval_train == cfg.eval_train
+                && r.eval_size == cfg.eval_size
+                && r.pad_to_max_length == cfg.pad_to_max_length
+        };
+        let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let n = self.examples(cfg);
+        let epochs = cfg.effective_epochs(n) as f64;
+        if let Some(s) = mean(self.done.iter().filter(|r| same_shape(&r.config)).map(|r| per_epoch(r).0).collect()) {
+            return Some(s * epochs);
+        }
+        let n = n as f64;
+        let class = |r: &crate::finetune::TrainConfig| r.backend == cfg.backend && full(&r.method) == full(&cfg.method);
+        let task_rate = mean(self.done.iter().filter(|r| class(&r.config) && r.config.task == cfg.task).map(|r| per_epoch(r).1).collect());
+        let rate = task_rate.or_else(|| mean(self.done.iter().filter(|r| class(&r.config)).map(|r| per_epoch(r).1).collect()))?;
+        Some(rate * n * epochs)
+    }
+
+    /// Learn from a run that just finished.
+    pub fn add(&mut self, r: &crate::finetune::train::RunResult) {
+        if !r.diverged {
+            self.done.push(r.clone());
+        }
+    }
+}
+
+/// The runs of a grid the store has not finished, and their estimated total time (None when
+/// some run has no estimate yet).
+pub fn remaining(runs: &[PlannedRun], store: &Store, retry_failed: bool) -> (usize, Option<f64>) {
+    let mut est = Estimator::new(store);
+    let left: Vec<&PlannedRun> = runs.iter().filter(|r| !finished(&store.state(&r.id), retry_failed)).collect();
+    let total = left.iter().map(|r| est.seconds(&r.cell.config)).sum::<Option<f64>>();
+    (left.len(), total)
+}
+
+/// `1h 05m`, `12m 30s`, `40s`.
+pub fn human_seconds(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m {sec:02}s"),
+        (h, m, _) => format!("{h}h {m:02}m"),
+    }
 }
 
 /// Whether a run needs no training in this invocation: done, diverged, or failed (unless retried).
@@ -150,6 +276,7 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
         indicatif::ProgressStyle::with_template("runs [{bar:30}] {pos}/{len} {msg}").expect("template"),
     );
     let mut s = Summary::default();
+    let mut estimator = opts.deadline.map(|_| Estimator::new(store));
     for (n, (_, run)) in mine.iter().enumerate() {
         overall.set_position(n as u64);
         let state = store.state(&run.id);
@@ -160,6 +287,15 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
         if state == RunState::Running {
             s.skipped_locked += 1;
             continue;
+        }
+        if let (Some(deadline), Some(est)) = (opts.deadline, estimator.as_mut()) {
+            // 10% margin on the store's estimate; a run with no estimate yet is started
+            let need = est.seconds(&run.cell.config).map_or(0.0, |t| 1.1 * t);
+            let left = deadline.saturating_sub(unix_now()) as f64;
+            if need > left || left <= 0.0 {
+                s.skipped_time += 1;
+                continue;
+            }
         }
         // a `repro status` probing the lock holds it for an instant: retry before giving up
         let mut lock = None;
@@ -234,6 +370,9 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
             Ok(result) => {
                 store.write_log(&run.id, &log)?;
                 store.finish(&lock, started, &result)?;
+                if let Some(est) = estimator.as_mut() {
+                    est.add(&result);
+                }
                 let best = result.epochs.iter().find(|e| e.epoch == result.best_epoch);
                 let v = best.and_then(|e| e.dev.values().next()).and_then(|m| m.get(&result.headline)).copied();
                 if result.diverged {

@@ -6,11 +6,15 @@
 //! <store>/runs/<id>/result.json    the final RunResult; a run is done iff this parses
 //! <store>/runs/<id>/status.json    running / done / diverged / failed (+ error, pid, times)
 //! <store>/runs/<id>/log.txt        what the run printed
-//! <store>/runs/<id>/attempts.log   one line per (re)start: time and worker pid
-//! <store>/runs/<id>/lock           flock(2)-held while a worker trains the run
+//! <store>/runs/<id>/attempts.log   one line per (re)start: its time
+//! <store>/runs/<id>/lock           flock(2)-held while a worker trains the run (not committed)
 //! ```
 //! Every file is written atomically (temp file + rename), so a kill -9 at any moment leaves
 //! either the old or the new file, never half of one; the lock dies with its process.
+//!
+//! The records are meant to be committed (`results/<grid>/runs/`): they name the model and data
+//! as the grid does and hold no host names, process ids or machine-local paths, so a fresh clone
+//! holds every finished run and `repro run` trains only what is missing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -158,7 +162,6 @@ impl RunState {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Status {
     pub status: String,
-    pub pid: u32,
     pub started: u64,
     pub finished: Option<u64>,
     pub error: Option<String>,
@@ -269,7 +272,6 @@ impl Store {
     fn set_status(&self, id: &str, status: &str, error: Option<String>, started: u64) -> Result<()> {
         let s = Status {
             status: status.into(),
-            pid: std::process::id(),
             started,
             finished: (status != "running").then(now),
             error,
@@ -284,9 +286,9 @@ impl Store {
         write_atomic(&dir.join("epochs.jsonl"), b"")?;
         let t = now();
         self.set_status(&rec.id, "running", None, t)?;
-        // one line per attempt: how often a cell was (re)started, and by whom
+        // one line per attempt: how often a cell was (re)started, and when
         let mut f = OpenOptions::new().create(true).append(true).open(dir.join("attempts.log"))?;
-        writeln!(f, "{} pid {}", t, std::process::id())?;
+        writeln!(f, "{t} started")?;
         Ok(t)
     }
 

@@ -75,6 +75,11 @@ pub struct TrainConfig {
     pub pad_to_max_length: bool,
     /// score only the first N examples of each dev split (smoke runs; None: all)
     pub eval_size: Option<usize>,
+    /// floor on optimizer steps: train more epochs than `epochs` where a small training set would
+    /// give fewer steps (Fig. 2's small sizes); None: exactly `epochs`. Left out of the stored
+    /// config when unset, so the ids of runs without it do not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_steps: Option<usize>,
     /// where tokenised splits are cached, and the key (model + data digests) that names them;
     /// not part of the run's identity
     #[serde(skip)]
@@ -82,6 +87,13 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Epochs a run trains on `train_examples` examples: `epochs`, raised so that it makes at
+    /// least `min_steps` optimizer steps.
+    pub fn effective_epochs(&self, train_examples: usize) -> usize {
+        let per_epoch = train_examples.div_ceil(self.batch_size).max(1);
+        self.min_steps.map_or(self.epochs, |m| self.epochs.max(m.div_ceil(per_epoch)))
+    }
+
     /// The reference code's settings for `task` on `model` with `method` at `lr`.
     pub fn reference(task: Task, model: PathBuf, data: PathBuf, method: Method, lr: f64) -> Self {
         TrainConfig {
@@ -103,6 +115,7 @@ impl TrainConfig {
             eval_train: true,
             pad_to_max_length: false,
             eval_size: None,
+            min_steps: None,
             token_cache: None,
         }
     }
@@ -398,8 +411,11 @@ pub enum Event<'a> {
 pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunResult> {
     let started = Instant::now();
     let task = cfg.task;
-    let glue = Glue::new(&cfg.data);
-    let tok = BertTokenizer::from_model_dir(&cfg.model, cfg.max_length)?;
+    // the config names model and data as the grid does (a folder or a hub id): resolve here, so
+    // stored records carry no machine-local paths
+    let model_dir = crate::hub::resolve_model(&cfg.model.to_string_lossy())?;
+    let glue = Glue::new(crate::hub::resolve_data(&cfg.data.to_string_lossy())?);
+    let tok = BertTokenizer::from_model_dir(&model_dir, cfg.max_length)?;
     let all_train = glue.load(task, Split::Train)?;
     let keep = subset_indices(all_train.len(), cfg.train_size, cfg.data_seed);
     let train_ex: Vec<Example> = keep.iter().map(|&i| all_train[i].clone()).collect();
@@ -424,13 +440,13 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
     let infer_dev = cfg.backend.device()?;
     let dev = infer_dev.clone().autodiff();
     dev.seed(cfg.seed);
-    let ckpt = Checkpoint::open(&cfg.model)?;
+    let ckpt = Checkpoint::open(&model_dir)?;
     if cfg.max_length > ckpt.config.max_position_embeddings {
         anyhow::bail!(
             "max_length {} exceeds the model's max_position_embeddings {} ({}); lower max_length",
             cfg.max_length,
             ckpt.config.max_position_embeddings,
-            cfg.model.join("config.json").display()
+            model_dir.join("config.json").display()
         );
     }
     let (bert, _) = ckpt.load(&dev)?;
@@ -449,14 +465,15 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
     let before = bias_vectors(trainer.model());
 
     let steps_per_epoch = train_enc.len().div_ceil(cfg.batch_size);
-    let total_steps = steps_per_epoch * cfg.epochs;
+    let n_epochs = cfg.effective_epochs(train_enc.len());
+    let total_steps = steps_per_epoch * n_epochs;
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let mut order: Vec<usize> = (0..train_enc.len()).collect();
     let mut epochs = Vec::new();
     let mut step = 0usize;
     let mut diverged = false;
     let mut train_time = 0.0;
-    'epochs: for epoch in 1..=cfg.epochs {
+    'epochs: for epoch in 1..=n_epochs {
         let t0 = Instant::now();
         order.shuffle(&mut rng);
         let mut loss_sum = 0.0;
@@ -512,7 +529,7 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
         train_examples: train_ex.len(),
         steps: step,
         wall_seconds: started.elapsed().as_secs_f64(),
-        train_examples_per_second: (step * cfg.batch_size).min(train_ex.len() * cfg.epochs) as f64 / train_time.max(1e-9),
+        train_examples_per_second: (step * cfg.batch_size).min(train_ex.len() * n_epochs) as f64 / train_time.max(1e-9),
         bias_changes: bias_changes(&before, &after),
         diverged,
     })

@@ -12,7 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{BestCells, Curve, Gap, HeatMap, Setting, mean_std};
+use super::{BestCells, Curve, Gap, HeatMap, Rules, Setting, mean_std};
 
 const FONT: &str = "sans-serif";
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -67,12 +67,21 @@ fn render(name: String, fig: &impl Draw) -> Result<Figure> {
         fig.draw(&root)?;
         root.present().map_err(pe)?;
     }
-    Ok(Figure { name, size: (w, h), png: encode_png(w, h, &rgb)?, svg })
+    Ok(Figure {
+        name,
+        size: (w, h),
+        png: encode_png(w, h, &rgb)?,
+        svg,
+    })
 }
 
 /// 8-bit RGB PNG (filter 0 on every row, zlib stream from flate2).
 pub fn encode_png(w: u32, h: u32, rgb: &[u8]) -> Result<Vec<u8>> {
-    anyhow::ensure!(rgb.len() == (w * h * 3) as usize, "PNG: {} bytes for {w}x{h} RGB", rgb.len());
+    anyhow::ensure!(
+        rgb.len() == (w * h * 3) as usize,
+        "PNG: {} bytes for {w}x{h} RGB",
+        rgb.len()
+    );
     let mut raw = Vec::with_capacity(rgb.len() + h as usize);
     for row in rgb.chunks((w * 3) as usize) {
         raw.push(0);
@@ -103,7 +112,15 @@ pub fn encode_png(w: u32, h: u32, rgb: &[u8]) -> Result<Vec<u8>> {
 
 /// A file-name-safe form of a label.
 pub fn slug(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The task's headline metric as the paper names it.
@@ -128,7 +145,9 @@ fn method_colour(method: &str) -> RGBColor {
         "rand_uniform" => RGBColor(140, 86, 75),
         "rand_row_col" => RGBColor(227, 119, 194),
         other => {
-            let h = other.bytes().fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
+            let h = other
+                .bytes()
+                .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
             let c = Palette99::pick(h).to_rgba();
             RGBColor(c.0, c.1, c.2)
         }
@@ -163,7 +182,10 @@ pub fn times_ten_to(exp: i32) -> String {
         '8' => '⁸',
         _ => '⁹',
     };
-    format!("×10{}", exp.to_string().chars().map(sup).collect::<String>())
+    format!(
+        "×10{}",
+        exp.to_string().chars().map(sup).collect::<String>()
+    )
 }
 
 fn text_style(size: f64) -> TextStyle<'static> {
@@ -174,9 +196,17 @@ fn text_style(size: f64) -> TextStyle<'static> {
 
 /// Sequential blue scale (matplotlib "Blues" end points), t in [0, 1].
 pub fn blues(t: f64) -> RGBColor {
-    let stops = [(247.0, 251.0, 255.0), (107.0, 174.0, 214.0), (8.0, 48.0, 107.0)];
+    let stops = [
+        (247.0, 251.0, 255.0),
+        (107.0, 174.0, 214.0),
+        (8.0, 48.0, 107.0),
+    ];
     let t = t.clamp(0.0, 1.0) * 2.0;
-    let (a, b, u) = if t <= 1.0 { (stops[0], stops[1], t) } else { (stops[1], stops[2], t - 1.0) };
+    let (a, b, u) = if t <= 1.0 {
+        (stops[0], stops[1], t)
+    } else {
+        (stops[1], stops[2], t - 1.0)
+    };
     let mix = |x: f64, y: f64| (x + (y - x) * u).round() as u8;
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
@@ -195,8 +225,16 @@ const TOP: i32 = 96;
 
 impl HeatFig<'_> {
     fn new(h: &HeatMap) -> HeatFig<'_> {
-        let max = h.rows.iter().flat_map(|(_, v, a)| v.iter().flatten().copied().chain([*a])).fold(0.0f64, f64::max);
-        let exp = if max > 0.0 { max.log10().floor() as i32 } else { 0 };
+        let max = h
+            .rows
+            .iter()
+            .flat_map(|(_, v, a)| v.iter().flatten().copied().chain([*a]))
+            .fold(0.0f64, f64::max);
+        let exp = if max > 0.0 {
+            max.log10().floor() as i32
+        } else {
+            0
+        };
         HeatFig { h, exp, max }
     }
     fn cols(&self) -> i32 {
@@ -212,15 +250,31 @@ impl Draw for HeatFig<'_> {
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let h = self.h;
-        let title = format!("Fig. 1 · bias change per layer after {} — {}, {}", method_label(&h.method), h.task, h.model);
-        root.draw(&Text::new(title, (12, 10), text_style(18.0))).map_err(pe)?;
+        let title = format!(
+            "Fig. 1 · bias change per layer after {} — {}, {}",
+            method_label(&h.method),
+            h.task,
+            h.model
+        );
+        root.draw(&Text::new(title, (12, 10), text_style(18.0)))
+            .map_err(pe)?;
         let sub = format!(
             "cell = mean |b_final − b_initial| over the vector's dimensions ({}), mean over seeds",
             times_ten_to(self.exp)
         );
-        root.draw(&Text::new(sub, (12, 36), text_style(13.0).color(&RGBColor(80, 80, 80)))).map_err(pe)?;
+        root.draw(&Text::new(
+            sub,
+            (12, 36),
+            text_style(13.0).color(&RGBColor(80, 80, 80)),
+        ))
+        .map_err(pe)?;
         let protocol = format!("protocol: {}", h.protocol);
-        root.draw(&Text::new(protocol, (12, 56), text_style(13.0).color(&RGBColor(80, 80, 80)))).map_err(pe)?;
+        root.draw(&Text::new(
+            protocol,
+            (12, 56),
+            text_style(13.0).color(&RGBColor(80, 80, 80)),
+        ))
+        .map_err(pe)?;
         let scale = 10f64.powi(self.exp);
         let gap = 10; // between the last layer and Avg.
         let x_of = |c: i32| LEFT + c * CELL_W + if c == self.cols() - 1 { gap } else { 0 };
@@ -239,24 +293,32 @@ impl Draw for HeatFig<'_> {
                 match v {
                     Some(v) => {
                         let t = if self.max > 0.0 { v / self.max } else { 0.0 };
-                        root.draw(&Rectangle::new(rect, blues(t).filled())).map_err(pe)?;
+                        root.draw(&Rectangle::new(rect, blues(t).filled()))
+                            .map_err(pe)?;
                         let fg = if t > 0.55 { WHITE } else { BLACK };
                         root.draw(&Text::new(
                             format!("{:.2}", v / scale),
                             (x + CELL_W / 2 - 1, y + CELL_H / 2 - 1),
-                            text_style(13.0).color(&fg).pos(Pos::new(HPos::Center, VPos::Center)),
+                            text_style(13.0)
+                                .color(&fg)
+                                .pos(Pos::new(HPos::Center, VPos::Center)),
                         ))
                         .map_err(pe)?;
                     }
                     None => {
-                        root.draw(&Rectangle::new(rect, RGBColor(235, 235, 235).filled())).map_err(pe)?;
+                        root.draw(&Rectangle::new(rect, RGBColor(235, 235, 235).filled()))
+                            .map_err(pe)?;
                     }
                 }
             }
         }
         let y_axis = TOP + h.rows.len() as i32 * CELL_H + 4;
         for c in 0..self.cols() {
-            let label = if c == self.cols() - 1 { "Avg.".to_string() } else { (c + 1).to_string() };
+            let label = if c == self.cols() - 1 {
+                "Avg.".to_string()
+            } else {
+                (c + 1).to_string()
+            };
             root.draw(&Text::new(
                 label,
                 (x_of(c) + CELL_W / 2 - 1, y_axis),
@@ -276,13 +338,22 @@ impl Draw for HeatFig<'_> {
         let steps = (by1 - by0).max(1);
         for i in 0..steps {
             let t = 1.0 - i as f64 / steps as f64;
-            root.draw(&Rectangle::new([(bx, by0 + i), (bx + 18, by0 + i + 1)], blues(t).filled())).map_err(pe)?;
+            root.draw(&Rectangle::new(
+                [(bx, by0 + i), (bx + 18, by0 + i + 1)],
+                blues(t).filled(),
+            ))
+            .map_err(pe)?;
         }
-        root.draw(&Rectangle::new([(bx, by0), (bx + 18, by1)], BLACK.stroke_width(1))).map_err(pe)?;
+        root.draw(&Rectangle::new(
+            [(bx, by0), (bx + 18, by1)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(pe)?;
         for k in 0..=4 {
             let v = self.max * k as f64 / 4.0;
             let y = by1 - ((by1 - by0) as f64 * k as f64 / 4.0) as i32;
-            root.draw(&PathElement::new(vec![(bx + 18, y), (bx + 23, y)], BLACK)).map_err(pe)?;
+            root.draw(&PathElement::new(vec![(bx + 18, y), (bx + 23, y)], BLACK))
+                .map_err(pe)?;
             root.draw(&Text::new(
                 format!("{:.2}", v / scale),
                 (bx + 27, y),
@@ -325,6 +396,7 @@ type Points = Vec<(f64, f64, f64)>;
 struct SizeFig {
     model: String,
     protocol: String,
+    note: String,
     /// task → method → points sorted by size
     panels: Vec<(String, BTreeMap<String, Points>)>,
 }
@@ -340,38 +412,62 @@ fn panels_size(n: usize) -> (u32, u32) {
     ((c as u32 * 540).max(720), 80 + r as u32 * 420)
 }
 
-/// Title the figure, name the protocol under it, and split the rest into `n` panels.
+/// Title the figure, name the protocol and what the points are under it, and split the rest
+/// into `n` panels.
 fn panels<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     protocol: &str,
+    note: &str,
     n: usize,
 ) -> Result<Vec<DrawingArea<DB, Shift>>> {
-    Ok(subtitled(root, title, protocol)?.split_evenly(panel_grid(n)))
+    Ok(subtitled(root, title, protocol, note)?.split_evenly(panel_grid(n)))
 }
 
-/// A title line and a smaller grey protocol line; returns the area below them.
-fn subtitled<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, protocol: &str) -> Result<DrawingArea<DB, Shift>> {
+/// A title line, a smaller grey protocol line and a grey note line (which runs and which epoch
+/// the figure shows); returns the area below them.
+fn subtitled<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    protocol: &str,
+    note: &str,
+) -> Result<DrawingArea<DB, Shift>> {
+    let grey = |size| text_style(size).color(&RGBColor(90, 90, 90));
     let body = root.titled(title, text_style(20.0)).map_err(pe)?;
-    body.titled(&format!("protocol: {protocol}"), text_style(13.0).color(&RGBColor(90, 90, 90))).map_err(pe)
+    let body = body
+        .titled(&format!("protocol: {protocol}"), grey(13.0))
+        .map_err(pe)?;
+    body.titled(note, grey(13.0)).map_err(pe)
 }
 
 /// Draw one line per method with a ±std band, and a legend.
-fn draw_lines<'a, DB: DrawingBackend + 'a, X: plotters::coord::ranged1d::AsRangedCoord<Value = f64>>(
+fn draw_lines<
+    'a,
+    DB: DrawingBackend + 'a,
+    X: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+>(
     area: &'a DrawingArea<DB, Shift>,
     caption: &str,
     x_range: X,
     lines: &BTreeMap<String, Points>,
     (x_desc, y_desc): (&str, &str),
     x_fmt: &dyn Fn(&f64) -> String,
-) -> Result<ChartContext<'a, DB, Cartesian2d<X::CoordDescType, plotters::coord::types::RangedCoordf64>>>
+) -> Result<
+    ChartContext<'a, DB, Cartesian2d<X::CoordDescType, plotters::coord::types::RangedCoordf64>>,
+>
 where
     X::CoordDescType: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
 {
     let all: Vec<(f64, f64)> = lines
         .values()
         .flatten()
-        .map(|(_, m, s)| if s.is_finite() { (m - s, m + s) } else { (*m, *m) })
+        .map(|(_, m, s)| {
+            if s.is_finite() {
+                (m - s, m + s)
+            } else {
+                (*m, *m)
+            }
+        })
         .collect();
     let lo = all.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let hi = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
@@ -399,14 +495,26 @@ where
         if pts.len() > 1 && pts.iter().all(|p| p.2.is_finite()) {
             let mut band: Vec<(f64, f64)> = pts.iter().map(|(x, m, s)| (*x, m + s)).collect();
             band.extend(pts.iter().rev().map(|(x, m, s)| (*x, m - s)));
-            chart.draw_series(std::iter::once(Polygon::new(band, colour.mix(0.18)))).map_err(pe)?;
+            chart
+                .draw_series(std::iter::once(Polygon::new(band, colour.mix(0.18))))
+                .map_err(pe)?;
         }
         chart
-            .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), colour.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.0, p.1)),
+                colour.stroke_width(2),
+            ))
             .map_err(pe)?
             .label(method_label(method))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 4, colour.filled()))).map_err(pe)?;
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2))
+            });
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|p| Circle::new((p.0, p.1), 4, colour.filled())),
+            )
+            .map_err(pe)?;
     }
     Ok(chart)
 }
@@ -434,7 +542,11 @@ fn fmt_size(x: &f64) -> String {
 }
 
 fn fmt_size_any(x: &f64) -> String {
-    if *x >= 1000.0 { format!("{}k", (x / 100.0).round() / 10.0) } else { format!("{x:.0}") }
+    if *x >= 1000.0 {
+        format!("{}k", (x / 100.0).round() / 10.0)
+    } else {
+        format!("{x:.0}")
+    }
 }
 
 impl Draw for SizeFig {
@@ -442,29 +554,63 @@ impl Draw for SizeFig {
         panels_size(self.panels.len())
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let title = format!("Fig. 2 · dev score vs training-set size — {} (±1 std over seeds)", self.model);
-        for (area, (task, lines)) in panels(root, &title, &self.protocol, self.panels.len())?.iter().zip(&self.panels) {
+        let title = format!(
+            "Fig. 2 · dev score vs training-set size — {} (±1 std over seeds)",
+            self.model
+        );
+        for (area, (task, lines)) in
+            panels(root, &title, &self.protocol, &self.note, self.panels.len())?
+                .iter()
+                .zip(&self.panels)
+        {
             let xs: Vec<f64> = lines.values().flatten().map(|p| p.0).collect();
-            let (x0, x1) = (xs.iter().copied().fold(f64::INFINITY, f64::min), xs.iter().copied().fold(0.0, f64::max));
+            let (x0, x1) = (
+                xs.iter().copied().fold(f64::INFINITY, f64::min),
+                xs.iter().copied().fold(0.0, f64::max),
+            );
             let range = ((x0 / 1.3)..(x1 * 1.3)).log_scale();
             let y_desc = format!("dev {} ×100", headline_label(task));
-            let mut chart = draw_lines(area, task, range, lines, ("training examples (log scale)", &y_desc), &fmt_size)?;
+            let mut chart = draw_lines(
+                area,
+                task,
+                range,
+                lines,
+                ("training examples (log scale)", &y_desc),
+                &fmt_size,
+            )?;
             if let (Some(b), Some(f)) = (lines.get("bitfit"), lines.get("full_ft")) {
                 let common: Vec<(f64, f64, f64)> = b
                     .iter()
-                    .filter_map(|(x, bm, _)| f.iter().find(|p| (p.0 - x).abs() < 0.5).map(|p| (*x, *bm, p.1)))
+                    .filter_map(|(x, bm, _)| {
+                        f.iter()
+                            .find(|p| (p.0 - x).abs() < 0.5)
+                            .map(|p| (*x, *bm, p.1))
+                    })
                     .collect();
                 let xs: Vec<f64> = common.iter().map(|c| c.0).collect();
-                let note = match crossing(&xs, &common.iter().map(|c| c.1).collect::<Vec<_>>(), &common.iter().map(|c| c.2).collect::<Vec<_>>()) {
+                let note = match crossing(
+                    &xs,
+                    &common.iter().map(|c| c.1).collect::<Vec<_>>(),
+                    &common.iter().map(|c| c.2).collect::<Vec<_>>(),
+                ) {
                     Some(xc) => {
                         let (y0, y1) = (chart.y_range().start, chart.y_range().end);
                         chart
-                            .draw_series(DashedLineSeries::new(vec![(xc, y0), (xc, y1)], 6, 4, BLACK.stroke_width(1)))
+                            .draw_series(DashedLineSeries::new(
+                                vec![(xc, y0), (xc, y1)],
+                                6,
+                                4,
+                                BLACK.stroke_width(1),
+                            ))
                             .map_err(pe)?;
                         format!("BitFit = Full-FT at ≈{} examples", fmt_size_any(&xc))
                     }
                     None if common.len() >= 2 => {
-                        let ahead = if common[0].1 > common[0].2 { "BitFit" } else { "Full-FT" };
+                        let ahead = if common[0].1 > common[0].2 {
+                            "BitFit"
+                        } else {
+                            "Full-FT"
+                        };
                         format!("no crossing: {ahead} ahead at every size")
                     }
                     None => String::new(),
@@ -492,6 +638,7 @@ impl Draw for SizeFig {
 struct CurveFig {
     model: String,
     protocol: String,
+    note: String,
     /// panel title → method → points (epoch, mean, std)
     panels: Vec<(String, String, BTreeMap<String, Points>)>,
 }
@@ -501,14 +648,31 @@ impl Draw for CurveFig {
         panels_size(self.panels.len())
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let title = format!("Learning curves — {}: dev score per epoch at each method's selected lr (±1 std)", self.model);
-        for (area, (caption, task, lines)) in panels(root, &title, &self.protocol, self.panels.len())?.iter().zip(&self.panels) {
+        let title = format!(
+            "Learning curves — {}: dev score per epoch at each method's selected lr (±1 std)",
+            self.model
+        );
+        for (area, (caption, task, lines)) in
+            panels(root, &title, &self.protocol, &self.note, self.panels.len())?
+                .iter()
+                .zip(&self.panels)
+        {
             let e1 = lines.values().flatten().map(|p| p.0).fold(1.0, f64::max);
             let y_desc = format!("dev {} ×100", headline_label(task));
-            let mut chart =
-                draw_lines(area, caption, 0.7..(e1 + 0.3), lines, ("epoch", &y_desc), &|x| {
-                    if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() }
-                })?;
+            let mut chart = draw_lines(
+                area,
+                caption,
+                0.7..(e1 + 0.3),
+                lines,
+                ("epoch", &y_desc),
+                &|x| {
+                    if (x - x.round()).abs() < 1e-6 {
+                        format!("{x:.0}")
+                    } else {
+                        String::new()
+                    }
+                },
+            )?;
             finish_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         }
         Ok(())
@@ -527,7 +691,10 @@ struct GapFig<'a> {
 
 impl Draw for GapFig<'_> {
     fn size(&self) -> (u32, u32) {
-        ((260 + self.tasks.len() as u32 * 60 * self.methods.len() as u32).clamp(720, 1400), 500)
+        (
+            (260 + self.tasks.len() as u32 * 60 * self.methods.len() as u32).clamp(720, 1400),
+            500,
+        )
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let stats: BTreeMap<(String, String), (f64, f64, usize)> = self
@@ -538,22 +705,39 @@ impl Draw for GapFig<'_> {
                 (k.clone(), (m, s, g.train.len()))
             })
             .collect();
-        let hi = stats.values().map(|(m, s, _)| m + if s.is_finite() { *s } else { 0.0 }).fold(0.0, f64::max);
-        let lo = stats.values().map(|(m, s, _)| m - if s.is_finite() { *s } else { 0.0 }).fold(0.0, f64::min);
+        let hi = stats
+            .values()
+            .map(|(m, s, _)| m + if s.is_finite() { *s } else { 0.0 })
+            .fold(0.0, f64::max);
+        let lo = stats
+            .values()
+            .map(|(m, s, _)| m - if s.is_finite() { *s } else { 0.0 })
+            .fold(0.0, f64::min);
         let pad = ((hi - lo) * 0.15).max(1.0);
         let n = self.tasks.len();
-        let title = format!("Generalization gap — {}: train − dev score at the best epoch (±1 std)", self.model);
-        let body = subtitled(root, &title, &self.protocol)?;
+        let title = format!(
+            "Generalization gap — {}: train − dev score at the best epoch (±1 std)",
+            self.model
+        );
+        let note = "each run's single best epoch (best on the headline dev metric); diverged and degenerate runs left out";
+        let body = subtitled(root, &title, &self.protocol, note)?;
         let mut chart = ChartBuilder::on(&body)
             .margin(14)
             .x_label_area_size(44)
             .y_label_area_size(62)
-            .build_cartesian_2d(-0.5..(n as f64 - 0.5), (lo - if lo < 0.0 { pad } else { 0.0 })..(hi + pad))
+            .build_cartesian_2d(
+                -0.5..(n as f64 - 0.5),
+                (lo - if lo < 0.0 { pad } else { 0.0 })..(hi + pad),
+            )
             .map_err(pe)?;
         let tasks = &self.tasks;
         let x_fmt = |x: &f64| {
             let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 { tasks.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                tasks.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         };
         chart
             .configure_mesh()
@@ -575,12 +759,20 @@ impl Draw for GapFig<'_> {
             let mut labels = Vec::new();
             let mut whiskers = Vec::new();
             for (i, task) in tasks.iter().enumerate() {
-                let Some((m, s, n)) = stats.get(&(task.clone(), method.clone())) else { continue };
+                let Some((m, s, n)) = stats.get(&(task.clone(), method.clone())) else {
+                    continue;
+                };
                 let x0 = i as f64 - 0.4 + j as f64 * w;
-                bars.push(Rectangle::new([(x0 + 0.01, 0.0), (x0 + w - 0.01, *m)], colour.filled()));
+                bars.push(Rectangle::new(
+                    [(x0 + 0.01, 0.0), (x0 + w - 0.01, *m)],
+                    colour.filled(),
+                ));
                 let top = if s.is_finite() { m + s } else { *m };
                 if s.is_finite() {
-                    whiskers.push(PathElement::new(vec![(x0 + w / 2.0, m - s), (x0 + w / 2.0, m + s)], BLACK.stroke_width(1)));
+                    whiskers.push(PathElement::new(
+                        vec![(x0 + w / 2.0, m - s), (x0 + w / 2.0, m + s)],
+                        BLACK.stroke_width(1),
+                    ));
                 }
                 labels.push(Text::new(
                     format!("{m:.1} (n={n})"),
@@ -592,7 +784,9 @@ impl Draw for GapFig<'_> {
                 .draw_series(bars)
                 .map_err(pe)?
                 .label(method_label(method))
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled())
+                });
             chart.draw_series(whiskers).map_err(pe)?;
             chart.draw_series(labels).map_err(pe)?;
         }
@@ -602,12 +796,32 @@ impl Draw for GapFig<'_> {
 
 /// Method order in legends and bars: Full-FT, BitFit, then the paper's Table 3 order, then others.
 fn method_rank(m: &str) -> (usize, String) {
-    const ORDER: [&str; 8] = ["full_ft", "bitfit", "b_q+b_m2", "b_m2", "b_q", "frozen", "rand_uniform", "rand_row_col"];
-    (ORDER.iter().position(|o| *o == m).unwrap_or(ORDER.len()), m.to_string())
+    const ORDER: [&str; 8] = [
+        "full_ft",
+        "bitfit",
+        "b_q+b_m2",
+        "b_m2",
+        "b_q",
+        "frozen",
+        "rand_uniform",
+        "rand_row_col",
+    ];
+    (
+        ORDER.iter().position(|o| *o == m).unwrap_or(ORDER.len()),
+        m.to_string(),
+    )
 }
 
-/// Draw every figure the data supports.
-pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -> Result<Figures> {
+/// Draw every figure the data supports. Fig. 2 plots the table cells (`best`) and the learning
+/// curves the runs those cells average, both as `rules` made them; the gap reads each run's
+/// single best epoch.
+pub fn all(
+    heat: &[HeatMap],
+    best: &BestCells,
+    curves: &[Curve],
+    gaps: &[Gap],
+    rules: &Rules,
+) -> Result<Figures> {
     use std::collections::BTreeSet;
     let mut figures = Vec::new();
     let mut skipped = Vec::new();
@@ -625,13 +839,22 @@ pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -
     let stem = |model: &str, protocol: &str| {
         if protocols.get(model).is_some_and(|p| p.len() > 1) {
             use sha2::Digest;
-            format!("{}_{}", slug(model), &hex::encode(sha2::Sha256::digest(protocol.as_bytes()))[..8])
+            format!(
+                "{}_{}",
+                slug(model),
+                &hex::encode(sha2::Sha256::digest(protocol.as_bytes()))[..8]
+            )
         } else {
             slug(model)
         }
     };
     for h in heat {
-        let name = format!("fig1_bias_change_{}_{}_{}", stem(&h.model, &h.protocol), slug(&h.task), slug(&h.method));
+        let name = format!(
+            "fig1_bias_change_{}_{}_{}",
+            stem(&h.model, &h.protocol),
+            slug(&h.task),
+            slug(&h.method)
+        );
         figures.push(render(name, &HeatFig::new(h))?);
     }
     if heat.is_empty() {
@@ -639,7 +862,8 @@ pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -
     }
 
     // Fig. 2: tasks with at least two training sizes for some method
-    let mut by_setting: BTreeMap<&Setting, BTreeMap<String, BTreeMap<String, Points>>> = BTreeMap::new();
+    let mut by_setting: BTreeMap<&Setting, BTreeMap<String, BTreeMap<String, Points>>> =
+        BTreeMap::new();
     for ((setting, method, _), tasks) in best {
         for (task, c) in tasks.iter().filter(|(_, c)| c.mean.is_finite()) {
             by_setting
@@ -658,7 +882,8 @@ pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -
             .filter(|(_, m)| m.values().any(|p| p.len() >= 2))
             .map(|(t, mut m)| {
                 m.retain(|_, p| p.len() >= 2);
-                m.values_mut().for_each(|p| p.sort_by(|a, b| a.0.total_cmp(&b.0)));
+                m.values_mut()
+                    .for_each(|p| p.sort_by(|a, b| a.0.total_cmp(&b.0)));
                 (t, m)
             })
             .collect();
@@ -666,14 +891,28 @@ pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -
             skipped.push(format!("fig2_train_size ({model}; {protocol}): no task ran at two or more training-set sizes"));
             continue;
         }
-        let fig = SizeFig { model: model.clone(), protocol: protocol.clone(), panels };
-        figures.push(render(format!("fig2_train_size_{}", stem(model, protocol)), &fig)?);
+        let note = format!("points = the tables' cells ({})", rules.short());
+        let fig = SizeFig {
+            model: model.clone(),
+            protocol: protocol.clone(),
+            note,
+            panels,
+        };
+        figures.push(render(
+            format!("fig2_train_size_{}", stem(model, protocol)),
+            &fig,
+        )?);
     }
 
     // learning curves: one panel per (task, size), lines per method
-    let mut by_setting: BTreeMap<Setting, BTreeMap<(String, i64), BTreeMap<String, Points>>> = BTreeMap::new();
+    let mut by_setting: BTreeMap<Setting, BTreeMap<(String, i64), BTreeMap<String, Points>>> =
+        BTreeMap::new();
     for c in curves {
-        let pts = c.points.iter().map(|(e, m, s, _)| (*e as f64, *m, *s)).collect();
+        let pts = c
+            .points
+            .iter()
+            .map(|(e, m, s, _)| (*e as f64, *m, *s))
+            .collect();
         by_setting
             .entry((c.model.clone(), c.protocol.clone()))
             .or_default()
@@ -685,30 +924,69 @@ pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -
         let panels = panels
             .into_iter()
             .map(|((task, size), m)| {
-                (format!("{task} · train size {}", super::size_label(size)), task, m)
+                (
+                    format!("{task} · train size {}", super::size_label(size)),
+                    task,
+                    m,
+                )
             })
             .collect();
         let name = format!("learning_curves_{}", stem(&model, &protocol));
-        figures.push(render(name, &CurveFig { model, protocol, panels })?);
+        let degen = if rules.exclude_degenerate {
+            "degenerate runs left out"
+        } else {
+            "degenerate runs included"
+        };
+        let note = format!(
+            "every epoch (no best-epoch choice), over the runs the table cell averages: {degen}, diverged runs left out"
+        );
+        figures.push(render(
+            name,
+            &CurveFig {
+                model,
+                protocol,
+                note,
+                panels,
+            },
+        )?);
     }
 
     // generalization gap
     let mut by_setting: BTreeMap<Setting, Vec<&Gap>> = BTreeMap::new();
     for g in gaps {
-        by_setting.entry((g.model.clone(), g.protocol.clone())).or_default().push(g);
+        by_setting
+            .entry((g.model.clone(), g.protocol.clone()))
+            .or_default()
+            .push(g);
     }
     for ((model, protocol), gs) in by_setting {
         // categories: task, or task · size when a task ran at several sizes
         let mut cats: Vec<(usize, i64, String)> = gs
             .iter()
-            .map(|g| (super::PAPER_TASKS.iter().position(|p| *p == g.task).unwrap_or(99), g.train_size, g.task.clone()))
+            .map(|g| {
+                (
+                    super::PAPER_TASKS
+                        .iter()
+                        .position(|p| *p == g.task)
+                        .unwrap_or(99),
+                    g.train_size,
+                    g.task.clone(),
+                )
+            })
             .collect();
         cats.sort();
         cats.dedup();
         let several = |t: &str| cats.iter().filter(|c| c.2 == t).count() > 1;
         let label = |task: &str, size: i64| {
             if several(task) {
-                format!("{task} · {}", if size == 0 { "all".to_string() } else { fmt_size_any(&(size as f64)) })
+                format!(
+                    "{task} · {}",
+                    if size == 0 {
+                        "all".to_string()
+                    } else {
+                        fmt_size_any(&(size as f64))
+                    }
+                )
             } else {
                 task.to_string()
             }
@@ -717,9 +995,21 @@ pub fn all(heat: &[HeatMap], best: &BestCells, curves: &[Curve], gaps: &[Gap]) -
         let mut methods: Vec<String> = gs.iter().map(|g| g.method.clone()).collect();
         methods.sort_by_key(|m| method_rank(m));
         methods.dedup();
-        let gaps = gs.iter().map(|g| ((label(&g.task, g.train_size), g.method.clone()), *g)).collect();
+        let gaps = gs
+            .iter()
+            .map(|g| ((label(&g.task, g.train_size), g.method.clone()), *g))
+            .collect();
         let name = format!("generalization_gap_{}", stem(&model, &protocol));
-        figures.push(render(name, &GapFig { model, protocol, tasks, methods, gaps })?);
+        figures.push(render(
+            name,
+            &GapFig {
+                model,
+                protocol,
+                tasks,
+                methods,
+                gaps,
+            },
+        )?);
     }
     if gaps.is_empty() {
         skipped.push("generalization_gap: no run recorded train-set metrics".into());

@@ -1,13 +1,18 @@
 //! `repro report`: aggregate stored runs with polars and print them beside the paper's numbers.
 //! Reads only the results store: no retraining, deterministic output.
 //!
-//! Protocol: each run contributes the task's headline metric (×100) at its best dev epoch (the
-//! reference code's reporting) and at its last epoch; runs are grouped by model, protocol
-//! ([`protocol_of`]), task, method, training size, learning rate and metric (mean ± sample std
-//! over seeds, n); per (model, protocol, task, method, size) the learning rate with the best mean
-//! best-epoch score is selected. MNLI contributes
-//! MNLI-m and MNLI-mm. Diverged and degenerate runs (constant predictions on the dev split at
-//! the best epoch, or MCC/F1/Spearman exactly 0) are counted apart and not averaged.
+//! Protocol: each run contributes every dev metric (×100) at its best epoch and at its last
+//! epoch. "Best epoch" follows [`EpochRule`]: by default each dev split and each metric takes
+//! its own maximum over epochs, as the reference code reports (MNLI-m and MNLI-mm apart, MRPC
+//! accuracy apart from MRPC F1); `--epoch-rule single` reads every metric at the one epoch that
+//! is best on the headline metric. Runs are grouped by model, protocol ([`protocol_of`]), task,
+//! method, training size, learning rate and metric (mean ± sample std over seeds, n); per
+//! (model, protocol, task, method, size) the learning rate with the best mean best-epoch
+//! headline score is selected — the same mean the tables print. MNLI contributes MNLI-m and
+//! MNLI-mm. Every finished run is averaged, degenerate ones included (constant predictions on
+//! the dev split, or MCC/F1/Spearman exactly 0: counted as `degen.`); `--exclude-degenerate`
+//! leaves them out of the means. Diverged runs (or runs without a finite score) have no usable
+//! score: never averaged, counted as `diverged`. See [`Rules`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,15 +22,184 @@ use anyhow::{Context, Result};
 use polars::prelude::*;
 
 use crate::finetune::RunResult;
+use crate::finetune::train::EpochRecord;
 use crate::store::{Store, write_atomic};
 
 pub mod figures;
 pub mod tables;
 
 /// The paper's task columns, in its table order.
-pub const PAPER_TASKS: [&str; 9] = ["QNLI", "SST-2", "MNLI-m", "MNLI-mm", "CoLA", "MRPC", "STS-B", "RTE", "QQP"];
+pub const PAPER_TASKS: [&str; 9] = [
+    "QNLI", "SST-2", "MNLI-m", "MNLI-mm", "CoLA", "MRPC", "STS-B", "RTE", "QQP",
+];
 
-/// One run × dev split, flattened.
+/// Which epoch a run's dev scores are read at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EpochRule {
+    /// each dev split and each metric at its own maximum over epochs, as the reference code
+    /// reports (`max` of every learning curve in `glue_evaluator.py`)
+    #[default]
+    PerMetric,
+    /// every metric at the one epoch that is best on the headline metric
+    /// ([`RunResult::best_epoch`]; MNLI: on the sum of matched and mismatched)
+    Single,
+}
+
+impl std::fmt::Display for EpochRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EpochRule::PerMetric => "per-metric",
+            EpochRule::Single => "single",
+        })
+    }
+}
+
+impl std::str::FromStr for EpochRule {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "per-metric" => Ok(EpochRule::PerMetric),
+            "single" => Ok(EpochRule::Single),
+            _ => Err(format!("unknown epoch rule {s:?}: per-metric or single")),
+        }
+    }
+}
+
+/// The rules a report is computed under; every table names them in its header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub epoch: EpochRule,
+    /// leave degenerate runs out of the means (the pre-change view); by default they are averaged
+    pub exclude_degenerate: bool,
+}
+
+impl Rules {
+    /// The rules in one sentence, for table headers.
+    pub fn describe(&self) -> String {
+        let epoch = match self.epoch {
+            EpochRule::PerMetric => {
+                "epoch rule `per-metric`: each dev split and each metric at its own best epoch (max over epochs, \
+                 as the reference code reports; MNLI-m and MNLI-mm apart, secondary metrics apart)"
+            }
+            EpochRule::Single => {
+                "epoch rule `single`: every metric at the one epoch best on the headline dev metric (MNLI: on \
+                 matched + mismatched)"
+            }
+        };
+        let (degen, lr) = if self.exclude_degenerate {
+            (
+                "degenerate runs (constant predictions on dev, or MCC/F1/Spearman exactly 0) left out of the means \
+                 and counted (`degen. excl.`, `--exclude-degenerate`)",
+                "learning rate chosen per cell by the best mean over the non-degenerate runs",
+            )
+        } else {
+            (
+                "every finished run averaged, degenerate ones included (constant predictions on dev, or \
+                 MCC/F1/Spearman exactly 0; counted as `degen.`, inside n)",
+                "learning rate chosen per cell by the best mean over all its finished runs (the mean shown)",
+            )
+        };
+        format!(
+            "{epoch}; {degen}; diverged runs (NaN/inf loss, no finite score) never averaged, counted (`diverged`); {lr}"
+        )
+    }
+
+    /// The rules in a few words (figure captions, LaTeX captions).
+    pub fn short(&self) -> String {
+        let degen = if self.exclude_degenerate {
+            "degenerate runs excluded"
+        } else {
+            "degenerate runs averaged"
+        };
+        format!("epoch rule {} · {degen} · lr by that mean", self.epoch)
+    }
+}
+
+/// Whether one run's score on one dev split can be averaged, as the report classifies it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RunStatus {
+    Ok,
+    /// constant predictions at the reporting epoch, or MCC/F1/Spearman exactly 0: averaged by
+    /// default, left out with `--exclude-degenerate`
+    Degenerate,
+    /// NaN/inf loss, or no finite headline score: never averaged
+    Diverged,
+}
+
+/// The best-epoch lookup: the one place that decides which epoch a score is read at.
+impl RunResult {
+    /// The epoch record at [`RunResult::best_epoch`] (best on the headline dev metric).
+    pub fn best_record(&self) -> Option<&EpochRecord> {
+        self.epochs.iter().find(|e| e.epoch == self.best_epoch)
+    }
+
+    /// The epoch record that reports `metric` on dev split `split` under `rule`: the run's best
+    /// epoch ([`EpochRule::Single`]), or the earliest epoch where that split's metric is highest
+    /// among its finite values ([`EpochRule::PerMetric`]; None when it has none).
+    pub fn best_record_for(
+        &self,
+        split: &str,
+        metric: &str,
+        rule: EpochRule,
+    ) -> Option<&EpochRecord> {
+        match rule {
+            EpochRule::Single => self.best_record(),
+            EpochRule::PerMetric => {
+                let value = |e: &EpochRecord| {
+                    e.dev
+                        .get(split)
+                        .and_then(|s| s.get(metric))
+                        .copied()
+                        .filter(|v| v.is_finite())
+                };
+                // ties: the earlier epoch (as for `best_epoch`)
+                self.epochs.iter().filter(|e| value(e).is_some()).fold(
+                    None,
+                    |best: Option<&EpochRecord>, e| match best {
+                        Some(b) if value(b) >= value(e) => Some(b),
+                        _ => Some(e),
+                    },
+                )
+            }
+        }
+    }
+
+    /// `metric` (a fraction, not ×100) on dev split `split` at its best epoch under `rule`;
+    /// NaN when the run has no such score.
+    pub fn best_score(&self, split: &str, metric: &str, rule: EpochRule) -> f64 {
+        self.best_record_for(split, metric, rule)
+            .and_then(|e| e.dev.get(split))
+            .and_then(|s| s.get(metric))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    /// Whether this run's score on `split` is usable, degenerate or diverged. Degeneracy is
+    /// judged at the epoch that reports the headline score under `rule` (for every task but
+    /// MNLI the same epoch under both rules): constant predictions there (the `pred_*`
+    /// diagnostics), or an MCC/F1/Spearman of exactly 0.
+    pub fn status(&self, split: &str, rule: EpochRule) -> RunStatus {
+        let head = self.best_score(split, &self.headline, rule);
+        if self.diverged || !head.is_finite() {
+            return RunStatus::Diverged;
+        }
+        let scores = self
+            .best_record_for(split, &self.headline, rule)
+            .and_then(|e| e.dev.get(split));
+        let constant = scores.is_some_and(|s| {
+            s.get("pred_majority_share").is_some_and(|v| *v >= 1.0)
+                || s.get("pred_std").is_some_and(|v| *v == 0.0)
+        });
+        let zero = matches!(self.headline.as_str(), "mcc" | "f1" | "spearman") && head == 0.0;
+        if constant || zero {
+            RunStatus::Degenerate
+        } else {
+            RunStatus::Ok
+        }
+    }
+}
+
+/// One run × dev split × metric, flattened.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunRow {
     pub model: String,
@@ -40,30 +214,54 @@ pub struct RunRow {
     pub metric: String,
     /// the task's headline metric (tables, best-lr choice); the others are kept as secondary
     pub headline: bool,
+    /// ×100 at the best epoch under the epoch rule the row was built with ([`rows_of`])
     pub best: f64,
+    /// ×100 at the last epoch
     pub last: f64,
-    pub excluded: bool,
+    /// no usable score (diverged): never averaged
+    pub diverged: bool,
+    /// constant predictions or MCC/F1/Spearman exactly 0: averaged unless excluded
+    pub degenerate: bool,
     /// training examples the run saw per epoch (the x axis of Fig. 2)
     pub examples: i64,
     /// trainable share of the model's parameters, in percent
     pub param_pct: f64,
 }
 
+impl RunRow {
+    /// Whether this row enters the means under `rules`.
+    pub fn averaged(&self, rules: &Rules) -> bool {
+        !self.diverged && !(rules.exclude_degenerate && self.degenerate)
+    }
+}
+
 fn model_name(r: &RunResult) -> String {
-    r.config.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    r.config
+        .model
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The settings a run shares with the runs it is averaged with, beyond the table axes (model,
 /// task, method, train size, lr): runs of different protocols are never pooled.
 pub fn protocol_of(c: &crate::finetune::TrainConfig) -> String {
-    let dev = c.eval_size.map_or("full dev".to_string(), |n| format!("dev first {n}"));
+    let dev = c
+        .eval_size
+        .map_or("full dev".to_string(), |n| format!("dev first {n}"));
     let sched = match c.schedule {
         crate::finetune::train::Schedule::Constant => "constant lr".to_string(),
-        crate::finetune::train::Schedule::Linear { warmup_ratio } => format!("linear lr warm-up {warmup_ratio}"),
+        crate::finetune::train::Schedule::Linear { warmup_ratio } => {
+            format!("linear lr warm-up {warmup_ratio}")
+        }
     };
     let pad = if c.pad_to_max_length { " padded" } else { "" };
     let head = format!("{:?}", c.head).to_lowercase();
-    format!("{} ep · batch {} · len {}{pad} · {dev} · {head} head · {sched}", c.epochs, c.batch_size, c.max_length)
+    let floor = c.min_steps.map_or(String::new(), |m| format!(" (≥{m} steps)"));
+    format!(
+        "{} ep{floor} · batch {} · len {}{pad} · {dev} · {head} head · {sched}",
+        c.epochs, c.batch_size, c.max_length
+    )
 }
 
 /// Key of one (model, protocol) setting: tables get one block and figures one file per setting.
@@ -80,44 +278,45 @@ fn size_of(r: &RunResult) -> i64 {
 
 /// How a training size is printed: `all` for the whole set.
 pub fn size_label(size: i64) -> String {
-    if size == 0 { "all".to_string() } else { size.to_string() }
+    if size == 0 {
+        "all".to_string()
+    } else {
+        size.to_string()
+    }
 }
 
-/// Whether a run's score on one dev split must not be averaged: diverged, no finite headline
-/// metric, constant predictions at the best epoch (the `pred_*` diagnostics), or an MCC/F1/
-/// Spearman of exactly 0.
-fn excluded(r: &RunResult, split: &str) -> bool {
-    let Some(scores) = r.epochs.iter().find(|e| e.epoch == r.best_epoch).and_then(|e| e.dev.get(split)) else {
-        return true;
-    };
-    let head = scores.get(&r.headline).copied().unwrap_or(f64::NAN);
-    let constant = scores.get("pred_majority_share").is_some_and(|v| *v >= 1.0) || scores.get("pred_std").is_some_and(|v| *v == 0.0);
-    r.diverged || !head.is_finite() || constant || (matches!(r.headline.as_str(), "mcc" | "f1" | "spearman") && head == 0.0)
-}
-
-/// Flatten a run record into one row per dev split and metric (headline first).
-pub fn rows_of(r: &RunResult) -> Vec<RunRow> {
+/// Flatten a run record into one row per dev split and metric (headline first), the best
+/// value read under `rule`.
+pub fn rows_of(r: &RunResult, rule: EpochRule) -> Vec<RunRow> {
     let c = &r.config;
     let (model, protocol) = setting_of(r);
-    let best = r.epochs.iter().find(|e| e.epoch == r.best_epoch);
     let last = r.epochs.last();
     let mut out = Vec::new();
-    let splits: Vec<String> = best.map(|e| e.dev.keys().cloned().collect()).unwrap_or_else(|| vec!["dev".into()]);
+    let mut splits: std::collections::BTreeSet<String> = r
+        .epochs
+        .iter()
+        .flat_map(|e| e.dev.keys().cloned())
+        .collect();
+    if splits.is_empty() {
+        splits.insert("dev".into());
+    }
     for split in splits {
         let task = match (c.task.name(), split.as_str()) {
             ("MNLI", "dev") => "MNLI-m".to_string(),
             ("MNLI", _) => "MNLI-mm".to_string(),
             (t, _) => t.to_string(),
         };
-        let get = |e: Option<&crate::finetune::train::EpochRecord>, m: &str| {
-            e.and_then(|e| e.dev.get(&split)).and_then(|s| s.get(m)).map_or(f64::NAN, |v| 100.0 * v)
-        };
-        let excluded = excluded(r, &split);
+        let status = r.status(&split, rule);
         let mut metrics = vec![r.headline.clone()];
-        if let Some(s) = best.and_then(|e| e.dev.get(&split)) {
-            // `pred_*` keys are diagnostics, not metrics
-            metrics.extend(s.keys().filter(|k| **k != r.headline && !k.starts_with("pred_")).cloned());
-        }
+        // `pred_*` keys are diagnostics, not metrics
+        let others: std::collections::BTreeSet<&String> = r
+            .epochs
+            .iter()
+            .filter_map(|e| e.dev.get(&split))
+            .flat_map(|s| s.keys())
+            .filter(|k| **k != r.headline && !k.starts_with("pred_"))
+            .collect();
+        metrics.extend(others.into_iter().cloned());
         for m in metrics {
             out.push(RunRow {
                 model: model.clone(),
@@ -128,10 +327,14 @@ pub fn rows_of(r: &RunResult) -> Vec<RunRow> {
                 lr: c.lr,
                 seed: c.seed as i64,
                 headline: m == r.headline,
-                best: get(best, &m),
-                last: get(last, &m),
+                best: 100.0 * r.best_score(&split, &m, rule),
+                last: last
+                    .and_then(|e| e.dev.get(&split))
+                    .and_then(|s| s.get(&m))
+                    .map_or(f64::NAN, |v| 100.0 * v),
                 metric: m,
-                excluded,
+                diverged: status == RunStatus::Diverged,
+                degenerate: status == RunStatus::Degenerate,
                 examples: r.train_examples as i64,
                 param_pct: 100.0 * r.trainable_share,
             });
@@ -148,7 +351,6 @@ pub fn load_results(stores: &[&Path]) -> Result<Vec<RunResult>> {
     }
     Ok(out)
 }
-
 
 /// Fig. 1 key: (setting, task, method, row, layer). Row = paper bias kind (b_q … b_LN2) or
 /// `emb_LN` / `pooler` for the two vectors outside the layers (layer None).
@@ -181,17 +383,27 @@ pub fn bias_change_means(results: &[RunResult]) -> BTreeMap<BiasKey, f64> {
             if b.mean_abs_delta == 0.0 && !r.config.method.trains(&b.name) {
                 continue; // not trained under this method
             }
-            let key = (setting_of(r), r.config.task.name().to_string(), r.config.method.to_string(), row.to_string(), layer);
+            let key = (
+                setting_of(r),
+                r.config.task.name().to_string(),
+                r.config.method.to_string(),
+                row.to_string(),
+                layer,
+            );
             let e = acc.entry(key).or_default();
             e.0 += b.mean_abs_delta;
             e.1 += 1;
         }
     }
-    acc.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect()
+    acc.into_iter()
+        .map(|(k, (s, n))| (k, s / n as f64))
+        .collect()
 }
 
 /// Fig. 1 rows in display order: b_q … b_LN2, then emb_LN and pooler.
-pub const FIG1_ROWS: [&str; 10] = ["b_q", "b_k", "b_v", "b_m1", "b_LN1", "b_m2", "b_m3", "b_LN2", "emb_LN", "pooler"];
+pub const FIG1_ROWS: [&str; 10] = [
+    "b_q", "b_k", "b_v", "b_m1", "b_LN1", "b_m2", "b_m3", "b_LN2", "emb_LN", "pooler",
+];
 
 /// One Fig. 1 heat map: rows (label, per-layer values, Avg.) for one (model, task, method).
 #[derive(Clone, Debug, PartialEq)]
@@ -207,18 +419,28 @@ pub struct HeatMap {
 /// Group the Fig. 1 means into one heat map per (model, task, method). A row's Avg. is the mean
 /// over its layers (emb_LN and pooler have one vector, shown in the Avg. column only).
 pub fn heat_maps(means: &BTreeMap<BiasKey, f64>) -> Vec<HeatMap> {
-    let mut groups: BTreeMap<(Setting, String, String), BTreeMap<(String, Option<usize>), f64>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Setting, String, String), BTreeMap<(String, Option<usize>), f64>> =
+        BTreeMap::new();
     for ((m, t, meth, row, layer), v) in means {
-        groups.entry((m.clone(), t.clone(), meth.clone())).or_default().insert((row.clone(), *layer), *v);
+        groups
+            .entry((m.clone(), t.clone(), meth.clone()))
+            .or_default()
+            .insert((row.clone(), *layer), *v);
     }
     groups
         .into_iter()
         .map(|(((model, protocol), task, method), cells)| {
-            let layers = cells.keys().filter_map(|(_, l)| *l).max().map_or(0, |l| l + 1);
+            let layers = cells
+                .keys()
+                .filter_map(|(_, l)| *l)
+                .max()
+                .map_or(0, |l| l + 1);
             let rows = FIG1_ROWS
                 .iter()
                 .filter_map(|row| {
-                    let vals: Vec<Option<f64>> = (0..layers).map(|l| cells.get(&(row.to_string(), Some(l))).copied()).collect();
+                    let vals: Vec<Option<f64>> = (0..layers)
+                        .map(|l| cells.get(&(row.to_string(), Some(l))).copied())
+                        .collect();
                     let present: Vec<f64> = vals.iter().flatten().copied().collect();
                     let avg = if present.is_empty() {
                         *cells.get(&(row.to_string(), None))?
@@ -228,21 +450,37 @@ pub fn heat_maps(means: &BTreeMap<BiasKey, f64>) -> Vec<HeatMap> {
                     Some((row.to_string(), vals, avg))
                 })
                 .collect();
-            HeatMap { model, protocol, task, method, layers, rows }
+            HeatMap {
+                model,
+                protocol,
+                task,
+                method,
+                layers,
+                rows,
+            }
         })
         .collect()
 }
 
 /// Fig. 1 as a Markdown table per heat map: rows b_q…b_LN2, columns layers + Avg.
 pub fn bias_change_markdown(maps: &[HeatMap]) -> String {
-    let mut s = String::from("Mean |Δb| over each bias vector's dimensions (Fig. 1 quantity), mean over seeds.\n\n");
+    let mut s = String::from(
+        "Mean |Δb| over each bias vector's dimensions (Fig. 1 quantity), mean over seeds.\n\n",
+    );
     for h in maps {
-        let _ = writeln!(s, "### {} · {} · {} ({})\n", h.model, h.task, h.method, h.protocol);
+        let _ = writeln!(
+            s,
+            "### {} · {} · {} ({})\n",
+            h.model, h.task, h.method, h.protocol
+        );
         let head: Vec<String> = (1..=h.layers).map(|l| l.to_string()).collect();
         let _ = writeln!(s, "| bias | {} | Avg. |", head.join(" | "));
         let _ = writeln!(s, "|---|{}---|", "---|".repeat(h.layers));
         for (row, vals, avg) in &h.rows {
-            let cols: Vec<String> = vals.iter().map(|v| v.map_or("".into(), |v| format!("{v:.2e}"))).collect();
+            let cols: Vec<String> = vals
+                .iter()
+                .map(|v| v.map_or("".into(), |v| format!("{v:.2e}")))
+                .collect();
             let _ = writeln!(s, "| {row} | {} | {avg:.2e} |", cols.join(" | "));
         }
         let _ = writeln!(s);
@@ -250,8 +488,8 @@ pub fn bias_change_markdown(maps: &[HeatMap]) -> String {
     s
 }
 
-/// Generalization gap of one (model, task, method): train and dev headline metric ×100 at the
-/// best dev epoch, per run.
+/// Generalization gap of one (model, task, method): train and dev headline metric ×100 at each
+/// run's single best epoch (best on the headline dev metric), per run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gap {
     pub model: String,
@@ -266,23 +504,37 @@ pub struct Gap {
 
 impl Gap {
     pub fn gaps(&self) -> Vec<f64> {
-        self.train.iter().zip(&self.dev).map(|(t, d)| t - d).collect()
+        self.train
+            .iter()
+            .zip(&self.dev)
+            .map(|(t, d)| t - d)
+            .collect()
     }
 }
 
-/// Train − dev headline metric at the best epoch, per (model, task, train size, method), over
-/// runs that recorded train-set metrics and are neither diverged nor degenerate.
+/// Train − dev headline metric at each run's single best epoch (train and dev read at the same
+/// epoch, whatever the tables' epoch rule), per (model, task, train size, method), over runs
+/// that recorded train-set metrics and are neither diverged nor degenerate (whatever the
+/// tables' degenerate rule: a constant predictor has no gap to speak of).
 pub fn generalization_gaps(results: &[RunResult]) -> Vec<Gap> {
     let mut acc: BTreeMap<(Setting, String, i64, String), Gap> = BTreeMap::new();
-    for r in results.iter().filter(|r| !excluded(r, "dev")) {
-        let Some(e) = r.epochs.iter().find(|e| e.epoch == r.best_epoch) else { continue };
+    for r in results
+        .iter()
+        .filter(|r| r.status("dev", EpochRule::Single) == RunStatus::Ok)
+    {
+        let Some(e) = r.best_record() else { continue };
         let (Some(train), Some(dev)) = (
             e.train.as_ref().and_then(|s| s.get(&r.headline)),
             e.dev.get("dev").and_then(|s| s.get(&r.headline)),
         ) else {
             continue;
         };
-        let key = (setting_of(r), r.config.task.name().to_string(), size_of(r), r.config.method.to_string());
+        let key = (
+            setting_of(r),
+            r.config.task.name().to_string(),
+            size_of(r),
+            r.config.method.to_string(),
+        );
         let g = acc.entry(key.clone()).or_insert_with(|| Gap {
             model: key.0.0,
             protocol: key.0.1,
@@ -302,15 +554,20 @@ pub fn generalization_gaps(results: &[RunResult]) -> Vec<Gap> {
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let std = if v.len() < 2 { f64::NAN } else { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() };
+    let std = if v.len() < 2 {
+        f64::NAN
+    } else {
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    };
     (mean, std)
 }
 
 /// Generalization gap as a Markdown table.
 pub fn generalization_gap_markdown(gaps: &[Gap]) -> String {
     let mut s = String::from(
-        "Generalization gap: train − dev headline metric ×100 at the best dev epoch, mean over runs (n; \
-         diverged and degenerate runs left out).\n\n\
+        "Generalization gap: train − dev headline metric ×100, both read at each run's single best epoch (the \
+         epoch best on the headline dev metric; the tables' epoch rule does not apply), mean over runs (n; \
+         diverged and degenerate runs left out, whatever the tables' degenerate rule).\n\n\
          | model | protocol | task | train size | method | train | dev | gap | n |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for g in gaps {
@@ -344,22 +601,36 @@ pub struct Curve {
     pub points: Vec<(usize, f64, f64, usize)>,
 }
 
-/// Learning curves (dev metric per epoch) at each cell's selected learning rate.
-pub fn learning_curves(results: &[RunResult], best: &BestCells) -> Vec<Curve> {
-    let mut acc: BTreeMap<(Setting, String, i64, String), (f64, BTreeMap<usize, Vec<f64>>)> = BTreeMap::new();
+/// Learning curves (dev metric per epoch, no best-epoch choice) at each cell's selected learning
+/// rate, over the runs the cell averages under `rules` (diverged runs never).
+pub fn learning_curves(results: &[RunResult], best: &BestCells, rules: &Rules) -> Vec<Curve> {
+    let mut acc: BTreeMap<(Setting, String, i64, String), (f64, BTreeMap<usize, Vec<f64>>)> =
+        BTreeMap::new();
     for r in results.iter().filter(|r| !r.diverged) {
         let c = &r.config;
         let size = size_of(r);
-        for row in rows_of(r).into_iter().filter(|row| row.headline && !row.excluded) {
+        for row in rows_of(r, rules.epoch)
+            .into_iter()
+            .filter(|row| row.headline && row.averaged(rules))
+        {
             let setting = (row.model.clone(), row.protocol.clone());
-            let Some(cell) = best.get(&(setting.clone(), row.method.clone(), size)).and_then(|t| t.get(&row.task)) else {
+            let Some(cell) = best
+                .get(&(setting.clone(), row.method.clone(), size))
+                .and_then(|t| t.get(&row.task))
+            else {
                 continue;
             };
             if cell.lr != c.lr {
                 continue;
             }
-            let split = if row.task == "MNLI-mm" { "dev_mismatched" } else { "dev" };
-            let e = acc.entry((setting, row.task, size, row.method)).or_insert_with(|| (c.lr, BTreeMap::new()));
+            let split = if row.task == "MNLI-mm" {
+                "dev_mismatched"
+            } else {
+                "dev"
+            };
+            let e = acc
+                .entry((setting, row.task, size, row.method))
+                .or_insert_with(|| (c.lr, BTreeMap::new()));
             for ep in &r.epochs {
                 if let Some(v) = ep.dev.get(split).and_then(|s| s.get(&r.headline)) {
                     e.1.entry(ep.epoch).or_default().push(100.0 * v);
@@ -368,42 +639,72 @@ pub fn learning_curves(results: &[RunResult], best: &BestCells) -> Vec<Curve> {
         }
     }
     acc.into_iter()
-        .map(|(((model, protocol), task, train_size, method), (lr, eps))| Curve {
-            model,
-            protocol,
-            task,
-            train_size,
-            method,
-            lr,
-            points: eps.into_iter().map(|(e, v)| {
-                let (m, s) = mean_std(&v);
-                (e, m, s, v.len())
-            }).collect(),
-        })
+        .map(
+            |(((model, protocol), task, train_size, method), (lr, eps))| Curve {
+                model,
+                protocol,
+                task,
+                train_size,
+                method,
+                lr,
+                points: eps
+                    .into_iter()
+                    .map(|(e, v)| {
+                        let (m, s) = mean_std(&v);
+                        (e, m, s, v.len())
+                    })
+                    .collect(),
+            },
+        )
         .collect()
 }
 
-/// Mean ± std (n) per (model, task, method, train_size, lr, metric), with the excluded runs counted.
-pub fn aggregate(rows: &[RunRow]) -> Result<DataFrame> {
-    let col_s = |name: &str, f: &dyn Fn(&RunRow) -> String| Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>());
-    let col_f = |name: &str, f: &dyn Fn(&RunRow) -> f64| Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>());
+/// Mean ± std (n) per (model, task, method, train_size, lr, metric) over the rows averaged under
+/// `rules` ([`RunRow::averaged`]); `n_excluded` counts the runs left out of the mean (n +
+/// n_excluded = every finished run), `n_degenerate` and `n_diverged` the degenerate and diverged
+/// ones (a degenerate run is in n by default). The rows come from [`rows_of`] with `rules.epoch`;
+/// the `epoch_rule` and `degenerate_runs` columns name the rules.
+pub fn aggregate(rows: &[RunRow], rules: &Rules) -> Result<DataFrame> {
+    let col_s = |name: &str, f: &dyn Fn(&RunRow) -> String| {
+        Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
+    };
+    let col_f = |name: &str, f: &dyn Fn(&RunRow) -> f64| {
+        Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
+    };
     let df = DataFrame::new_infer_height(vec![
         col_s("model", &|r| r.model.clone()),
         col_s("protocol", &|r| r.protocol.clone()),
         col_s("task", &|r| r.task.clone()),
         col_s("method", &|r| r.method.clone()),
-        Column::new("train_size".into(), rows.iter().map(|r| r.train_size).collect::<Vec<_>>()),
+        Column::new(
+            "train_size".into(),
+            rows.iter().map(|r| r.train_size).collect::<Vec<_>>(),
+        ),
         col_f("lr", &|r| r.lr),
         col_s("metric", &|r| r.metric.clone()),
-        Column::new("headline".into(), rows.iter().map(|r| r.headline).collect::<Vec<_>>()),
+        Column::new(
+            "headline".into(),
+            rows.iter().map(|r| r.headline).collect::<Vec<_>>(),
+        ),
         col_f("best", &|r| r.best),
         col_f("last", &|r| r.last),
-        Column::new("excluded".into(), rows.iter().map(|r| r.excluded).collect::<Vec<_>>()),
+        Column::new(
+            "averaged".into(),
+            rows.iter().map(|r| r.averaged(rules)).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "degenerate".into(),
+            rows.iter().map(|r| r.degenerate).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "diverged".into(),
+            rows.iter().map(|r| r.diverged).collect::<Vec<_>>(),
+        ),
         col_f("examples", &|r| r.examples as f64),
         col_f("param_pct", &|r| r.param_pct),
     ])?;
-    let keys = [col("model"), col("protocol"), col("task"), col("method"), col("train_size"), col("lr"), col("metric")];
-    let ok = col("excluded").not();
+    let keys = CELL_KEY.map(col);
+    let ok = col("averaged");
     let agg = df
         .lazy()
         .group_by(keys)
@@ -414,11 +715,22 @@ pub fn aggregate(rows: &[RunRow]) -> Result<DataFrame> {
             col("last").filter(ok.clone()).mean().alias("last_mean"),
             col("last").filter(ok.clone()).std(1).alias("last_std"),
             col("best").filter(ok).count().alias("n"),
-            col("excluded").sum().alias("n_excluded"),
+            col("averaged").not().sum().alias("n_excluded"),
+            col("degenerate").sum().alias("n_degenerate"),
+            col("diverged").sum().alias("n_diverged"),
             col("examples").mean().alias("examples"),
             col("param_pct").mean().alias("param_pct"),
         ])
-        .sort(["model", "protocol", "task", "method", "train_size", "lr", "metric"], Default::default())
+        .sort(CELL_KEY, Default::default())
+        .with_columns([
+            lit(rules.epoch.to_string()).alias("epoch_rule"),
+            lit(if rules.exclude_degenerate {
+                "excluded"
+            } else {
+                "averaged"
+            })
+            .alias("degenerate_runs"),
+        ])
         .collect()?;
     Ok(agg)
 }
@@ -429,8 +741,14 @@ pub struct Cell {
     pub lr: f64,
     pub mean: f64,
     pub std: f64,
+    /// runs averaged
     pub n: u32,
+    /// runs left out of the mean (diverged, plus degenerate under `--exclude-degenerate`)
     pub excluded: u32,
+    /// degenerate runs (inside n by default, among `excluded` under `--exclude-degenerate`)
+    pub degenerate: u32,
+    /// diverged runs (always among `excluded`)
+    pub diverged: u32,
     /// mean training examples per run (the whole set when train_size = 0)
     pub examples: f64,
     /// trainable parameters, % of the model
@@ -443,20 +761,60 @@ pub struct Cell {
 pub type BestCells = BTreeMap<(Setting, String, i64), BTreeMap<String, Cell>>;
 
 /// Best learning rate per (model, method, train_size, task), by the mean best-epoch headline
-/// metric; the secondary metrics are read at that learning rate.
+/// metric as aggregated (the mean the tables print: every finished run by default, so one
+/// surviving seed cannot win a cell); the secondary metrics are read at that learning rate.
 pub fn best_lr(agg: &DataFrame) -> Result<BestCells> {
     let s = |n: &str| -> Result<Vec<String>> {
-        Ok(agg.column(n)?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
+        Ok(agg
+            .column(n)?
+            .str()?
+            .iter()
+            .map(|v| v.unwrap_or("").to_string())
+            .collect())
     };
     let f = |n: &str| -> Result<Vec<f64>> {
-        Ok(agg.column(n)?.cast(&DataType::Float64)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+        Ok(agg
+            .column(n)?
+            .cast(&DataType::Float64)?
+            .f64()?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect())
     };
-    let (model, protocol, task, method, metric) = (s("model")?, s("protocol")?, s("task")?, s("method")?, s("metric")?);
-    let headline: Vec<bool> = agg.column("headline")?.bool()?.iter().map(|v| v.unwrap_or(false)).collect();
-    let (size, lr, mean, std, n, ex) =
-        (f("train_size")?, f("lr")?, f("best_mean")?, f("best_std")?, f("n")?, f("n_excluded")?);
-    let (examples, pct) = (f("examples")?, f("param_pct")?);
-    let key = |i: usize| ((model[i].clone(), protocol[i].clone()), method[i].clone(), size[i] as i64);
+    let (model, protocol, task, method, metric) = (
+        s("model")?,
+        s("protocol")?,
+        s("task")?,
+        s("method")?,
+        s("metric")?,
+    );
+    let headline: Vec<bool> = agg
+        .column("headline")?
+        .bool()?
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect();
+    let (size, lr, mean, std, n, ex) = (
+        f("train_size")?,
+        f("lr")?,
+        f("best_mean")?,
+        f("best_std")?,
+        f("n")?,
+        f("n_excluded")?,
+    );
+    let (examples, pct, degen, div) = (
+        f("examples")?,
+        f("param_pct")?,
+        f("n_degenerate")?,
+        f("n_diverged")?,
+    );
+    let key = |i: usize| {
+        (
+            (model[i].clone(), protocol[i].clone()),
+            method[i].clone(),
+            size[i] as i64,
+        )
+    };
     let mut out = BestCells::new();
     for i in (0..agg.height()).filter(|i| headline[*i]) {
         let cell = Cell {
@@ -465,6 +823,8 @@ pub fn best_lr(agg: &DataFrame) -> Result<BestCells> {
             std: std[i],
             n: n[i] as u32,
             excluded: ex[i] as u32,
+            degenerate: degen[i] as u32,
+            diverged: div[i] as u32,
             examples: examples[i],
             param_pct: pct[i],
             secondary: BTreeMap::new(),
@@ -498,12 +858,19 @@ pub fn paper_avg(cells: &BTreeMap<String, Cell>) -> std::result::Result<f64, Vec
 /// The paper's Avg. over plain task → value.
 pub fn avg_of(vals: &BTreeMap<String, f64>) -> std::result::Result<f64, Vec<String>> {
     let get = |t: &str| vals.get(t).copied().filter(|v| v.is_finite());
-    let missing: Vec<String> = PAPER_TASKS.iter().filter(|t| get(t).is_none()).map(|t| t.to_string()).collect();
+    let missing: Vec<String> = PAPER_TASKS
+        .iter()
+        .filter(|t| get(t).is_none())
+        .map(|t| t.to_string())
+        .collect();
     if !missing.is_empty() {
         return Err(missing);
     }
     let mnli = (get("MNLI-m").unwrap() + get("MNLI-mm").unwrap()) / 2.0;
-    let others: f64 = ["QNLI", "SST-2", "CoLA", "MRPC", "STS-B", "RTE", "QQP"].iter().map(|t| get(t).unwrap()).sum();
+    let others: f64 = ["QNLI", "SST-2", "CoLA", "MRPC", "STS-B", "RTE", "QQP"]
+        .iter()
+        .map(|t| get(t).unwrap())
+        .sum();
     Ok((others + mnli) / 8.0)
 }
 
@@ -516,14 +883,20 @@ pub struct Written {
     pub skipped: Vec<String>,
 }
 
-/// Aggregate the stores and write the tables and figures to `out`.
-pub fn report(stores: &[&Path], out: &Path) -> Result<Written> {
+/// Aggregate the stores under `rules` and write the tables and figures to `out`.
+pub fn report(stores: &[&Path], out: &Path, rules: &Rules) -> Result<Written> {
     let results = load_results(stores)?;
-    let rows: Vec<RunRow> = results.iter().flat_map(rows_of).collect();
+    let rows: Vec<RunRow> = results
+        .iter()
+        .flat_map(|r| rows_of(r, rules.epoch))
+        .collect();
     if rows.is_empty() {
-        anyhow::bail!("no finished runs in {:?}; run a grid first (repro run experiments/quickstart.toml)", stores);
+        anyhow::bail!(
+            "no finished runs in {:?}; run a grid first (repro run experiments/quickstart.toml)",
+            stores
+        );
     }
-    let mut agg = aggregate(&rows)?;
+    let mut agg = aggregate(&rows, rules)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut files = Vec::new();
     let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
@@ -538,7 +911,7 @@ pub fn report(stores: &[&Path], out: &Path) -> Result<Written> {
     let best = best_lr(&agg)?;
     let mut table3 = String::new();
     for spec in tables::TABLES {
-        let t = tables::render(&spec, &best)?;
+        let t = tables::render(&spec, &best, rules)?;
         put(&format!("{}.md", spec.id), t.markdown.as_bytes())?;
         put(&format!("{}.tex", spec.id), t.latex.as_bytes())?;
         put(&format!("{}.csv", spec.id), t.csv.as_bytes())?;
@@ -551,32 +924,78 @@ pub fn report(stores: &[&Path], out: &Path) -> Result<Written> {
     for (((m, p), t, meth, row, layer), v) in &means {
         let layer = layer.map_or(String::new(), |l| (l + 1).to_string());
         let f = |x: &str| tables::csv_field(x);
-        csv.push_str(&format!("{},{},{},{},{row},{layer},{v:e}\n", f(m), f(p), f(t), f(meth)));
+        csv.push_str(&format!(
+            "{},{},{},{},{row},{layer},{v:e}\n",
+            f(m),
+            f(p),
+            f(t),
+            f(meth)
+        ));
     }
     put("fig1_bias_change.csv", csv.as_bytes())?;
     let (maps, gaps) = (heat_maps(&means), generalization_gaps(&results));
-    put("fig1_bias_change.md", bias_change_markdown(&maps).as_bytes())?;
-    put("generalization_gap.md", generalization_gap_markdown(&gaps).as_bytes())?;
-    let figs = figures::all(&maps, &best, &learning_curves(&results, &best), &gaps)?;
+    put(
+        "fig1_bias_change.md",
+        bias_change_markdown(&maps).as_bytes(),
+    )?;
+    put(
+        "generalization_gap.md",
+        generalization_gap_markdown(&gaps).as_bytes(),
+    )?;
+    let figs = figures::all(
+        &maps,
+        &best,
+        &learning_curves(&results, &best, rules),
+        &gaps,
+        rules,
+    )?;
     for f in &figs.figures {
         put(&format!("{}.png", f.name), &f.png)?;
         put(&format!("{}.svg", f.name), f.svg.as_bytes())?;
     }
-    Ok(Written { files, table3, skipped: figs.skipped })
+    Ok(Written {
+        files,
+        table3,
+        skipped: figs.skipped,
+    })
 }
+
+/// The columns that identify one aggregate cell, in their sort order.
+const CELL_KEY: [&str; 7] = ["model", "protocol", "task", "method", "train_size", "lr", "metric"];
 
 /// The aggregate as CSV (written by hand: polars is built without its csv feature).
 fn aggregate_csv(agg: &DataFrame) -> Result<String> {
-    const COLS: [&str; 16] = [
-        "model", "protocol", "task", "method", "train_size", "lr", "metric", "headline", "best_mean", "best_std", "last_mean",
-        "last_std", "n", "n_excluded", "examples", "param_pct",
+    const COLS: [&str; 20] = [
+        "model",
+        "protocol",
+        "task",
+        "method",
+        "train_size",
+        "lr",
+        "metric",
+        "headline",
+        "best_mean",
+        "best_std",
+        "last_mean",
+        "last_std",
+        "n",
+        "n_excluded",
+        "n_degenerate",
+        "n_diverged",
+        "examples",
+        "param_pct",
+        "epoch_rule",
+        "degenerate_runs",
     ];
     let mut csv = COLS.join(",") + "\n";
     let cols: Vec<Vec<String>> = COLS
         .iter()
         .map(|n| -> Result<Vec<String>> {
             let c = agg.column(n)?.cast(&DataType::String)?;
-            Ok(c.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
+            Ok(c.str()?
+                .iter()
+                .map(|v| v.unwrap_or("").to_string())
+                .collect())
         })
         .collect::<Result<_>>()?;
     for i in 0..agg.height() {

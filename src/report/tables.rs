@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 
-use super::{BestCells, Cell, PAPER_TASKS, avg_of, paper_avg};
+use super::{BestCells, Cell, PAPER_TASKS, Rules, avg_of, paper_avg};
 
 /// One row of a paper CSV in `paper_tables/reference/`.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,8 +30,10 @@ pub fn paper_rows(csv: &str, group_col: Option<&str>) -> Vec<PaperRow> {
     for l in lines {
         let f: Vec<&str> = l.split(',').collect();
         let get = |n: &str| idx(n).and_then(|i| f.get(i)).copied().unwrap_or("");
-        let vals: BTreeMap<String, f64> =
-            PAPER_TASKS.iter().filter_map(|t| get(t).parse::<f64>().ok().map(|v| (t.to_string(), v))).collect();
+        let vals: BTreeMap<String, f64> = PAPER_TASKS
+            .iter()
+            .filter_map(|t| get(t).parse::<f64>().ok().map(|v| (t.to_string(), v)))
+            .collect();
         if get("method").is_empty() || vals.is_empty() {
             continue;
         }
@@ -65,7 +67,12 @@ pub const TABLES: [TableSpec; 3] = [
         title: "Table 1 shape: Full-FT, Diff-Pruning, Adapters, BitFit (paper: BERT-large, GLUE dev and test)",
         paper_csv: include_str!("../../paper_tables/reference/table1_bert_large.csv"),
         group_col: Some("split"),
-        methods: &[("full_ft", "Full-FT"), ("", "Diff-Prune (Guo et al.)"), ("", "Adapters (Houlsby et al.)"), ("bitfit", "BitFit")],
+        methods: &[
+            ("full_ft", "Full-FT"),
+            ("", "Diff-Prune (Guo et al.)"),
+            ("", "Adapters (Houlsby et al.)"),
+            ("bitfit", "BitFit"),
+        ],
         paper_protocol: "paper: BERT-large; dev rows = best of a learning-rate sweep; test rows = GLUE server \
                          (test labels are not public, so our test cells cannot be filled)",
     },
@@ -98,8 +105,12 @@ pub const TABLES: [TableSpec; 3] = [
 ];
 
 pub const OUR_PROTOCOL: &str = "ours: headline dev metric ×100 (CoLA MCC, MRPC/QQP F1, STS-B Spearman, else accuracy) \
-     at the best epoch, mean ±std over seeds (n), learning rate chosen per cell by the best mean; \
-     diverged and degenerate runs are excluded and counted (excl.); n/a = no run of that task";
+     at the best epoch, mean ±std over seeds (n = runs averaged); n/a = no run of that task";
+
+/// The header line that names the rules a table was computed under.
+pub fn rules_line(rules: &Rules) -> String {
+    format!("Rules: {}", rules.describe())
+}
 
 /// The paper group our model is compared with.
 fn comparison_group(spec: &TableSpec, model: &str) -> String {
@@ -138,7 +149,7 @@ struct Row {
     /// one cell per task of [`PAPER_TASKS`]
     md: Vec<String>,
     tex: Vec<String>,
-    /// three CSV fields per task: value, std, n
+    /// four CSV fields per task: value, std, n, degenerate runs
     csv: Vec<String>,
     /// Avg. as printed, and as the CSV's number (empty when there is none)
     avg: String,
@@ -160,7 +171,7 @@ impl Row {
             pct: String::new(),
             md: cells.clone(),
             tex: cells,
-            csv: vec![String::new(); PAPER_TASKS.len() * 3],
+            csv: vec![String::new(); PAPER_TASKS.len() * CSV_PER_TASK],
             avg: word.to_string(),
             avg_csv: String::new(),
             confidence: String::new(),
@@ -168,7 +179,7 @@ impl Row {
         }
     }
 
-    fn ours(method: &str, paper_name: &str, cells: &BTreeMap<String, Cell>) -> Row {
+    fn ours(method: &str, paper_name: &str, cells: &BTreeMap<String, Cell>, rules: &Rules) -> Row {
         let pct: Vec<f64> = cells.values().map(|c| c.param_pct).collect();
         let (avg, avg_csv) = match paper_avg(cells) {
             Ok(a) => (format!("{a:.1}"), format!("{a:.1}")),
@@ -180,13 +191,24 @@ impl Row {
             method: method.to_string(),
             group: String::new(),
             pct: format!("{:.3}", pct.iter().sum::<f64>() / pct.len() as f64),
-            md: PAPER_TASKS.iter().map(|t| md_cell(cells.get(*t))).collect(),
-            tex: PAPER_TASKS.iter().map(|t| tex_cell(cells.get(*t))).collect(),
+            md: PAPER_TASKS
+                .iter()
+                .map(|t| md_cell(cells.get(*t), rules))
+                .collect(),
+            tex: PAPER_TASKS
+                .iter()
+                .map(|t| tex_cell(cells.get(*t)))
+                .collect(),
             csv: PAPER_TASKS
                 .iter()
                 .flat_map(|t| {
                     let c = cells.get(*t);
-                    [opt(c.map(|c| c.mean)), opt(c.map(|c| c.std)), c.map_or(String::new(), |c| c.n.to_string())]
+                    [
+                        opt(c.map(|c| c.mean)),
+                        opt(c.map(|c| c.std)),
+                        c.map_or(String::new(), |c| c.n.to_string()),
+                        c.map_or(String::new(), |c| c.degenerate.to_string()),
+                    ]
                 })
                 .collect(),
             avg,
@@ -194,15 +216,26 @@ impl Row {
             confidence: String::new(),
             secondary: cells
                 .iter()
-                .flat_map(|(t, c)| c.secondary.iter().map(move |(m, v)| format!("{t}:{m}={v:.1}")))
+                .flat_map(|(t, c)| {
+                    c.secondary
+                        .iter()
+                        .map(move |(m, v)| format!("{t}:{m}={v:.1}"))
+                })
                 .collect::<Vec<_>>()
                 .join(";"),
         }
     }
 
     fn paper(r: &PaperRow) -> Row {
-        let g = if r.group.is_empty() { String::new() } else { format!(" {}", r.group) };
-        let cells: Vec<String> = PAPER_TASKS.iter().map(|t| opt(r.vals.get(*t).copied())).collect();
+        let g = if r.group.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", r.group)
+        };
+        let cells: Vec<String> = PAPER_TASKS
+            .iter()
+            .map(|t| opt(r.vals.get(*t).copied()))
+            .collect();
         let avg = r.avg.map_or(String::new(), |a| format!("{a:.1}"));
         Row {
             kind: "paper",
@@ -210,7 +243,10 @@ impl Row {
             method: r.method.clone(),
             group: r.group.clone(),
             pct: r.param_pct.map_or(String::new(), |p| format!("{p}")),
-            csv: cells.iter().flat_map(|v| [v.clone(), String::new(), String::new()]).collect(),
+            csv: cells
+                .iter()
+                .flat_map(|v| [v.clone(), String::new(), String::new(), String::new()])
+                .collect(),
             md: cells.clone(),
             tex: cells,
             avg_csv: avg.clone(),
@@ -224,14 +260,23 @@ impl Row {
     fn diff(cells: &BTreeMap<String, Cell>, pr: &PaperRow) -> Row {
         let d: Vec<Option<f64>> = PAPER_TASKS
             .iter()
-            .map(|t| Some(cells.get(*t).map(|c| c.mean).filter(|v| v.is_finite())? - pr.vals.get(*t)?))
+            .map(|t| {
+                Some(cells.get(*t).map(|c| c.mean).filter(|v| v.is_finite())? - pr.vals.get(*t)?)
+            })
             .collect();
-        let shown: Vec<String> = d.iter().map(|d| d.map_or(String::new(), |d| format!("{d:+.1}"))).collect();
+        let shown: Vec<String> = d
+            .iter()
+            .map(|d| d.map_or(String::new(), |d| format!("{d:+.1}")))
+            .collect();
         let avg = match (paper_avg(cells), avg_of(&pr.vals)) {
             (Ok(a), Ok(b)) => Some(a - b),
             _ => None,
         };
-        let g = if pr.group.is_empty() { String::new() } else { format!(" {}", pr.group) };
+        let g = if pr.group.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", pr.group)
+        };
         Row {
             kind: "diff",
             label: format!("ours − paper{g}: {}", pr.method),
@@ -240,7 +285,17 @@ impl Row {
             pct: String::new(),
             md: shown.clone(),
             tex: shown,
-            csv: d.iter().flat_map(|d| [d.map_or(String::new(), |d| format!("{d:.1}")), String::new(), String::new()]).collect(),
+            csv: d
+                .iter()
+                .flat_map(|d| {
+                    [
+                        d.map_or(String::new(), |d| format!("{d:.1}")),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ]
+                })
+                .collect(),
             avg: avg.map_or(String::new(), |a| format!("{a:+.1}")),
             avg_csv: avg.map_or(String::new(), |a| format!("{a:.1}")),
             confidence: pr.confidence.clone(),
@@ -249,20 +304,48 @@ impl Row {
     }
 }
 
-fn md_cell(c: Option<&Cell>) -> String {
+/// CSV fields per task column: value, std, n, degenerate runs.
+const CSV_PER_TASK: usize = 4;
+
+/// The run counts beside a cell: degenerate (`degen.`, or `degen. excl.` when left out of the
+/// mean) and diverged runs.
+fn counts(c: &Cell, rules: &Rules) -> String {
+    let mut s = String::new();
+    if c.degenerate > 0 {
+        let excl = if rules.exclude_degenerate {
+            " excl."
+        } else {
+            ""
+        };
+        let _ = write!(s, ", {} degen.{excl}", c.degenerate);
+    }
+    if c.diverged > 0 {
+        let _ = write!(s, ", {} diverged", c.diverged);
+    }
+    s
+}
+
+fn md_cell(c: Option<&Cell>, rules: &Rules) -> String {
     match c {
         Some(c) if c.mean.is_finite() => {
-            let std = if c.n > 1 { format!(" ±{:.1}", c.std) } else { String::new() };
-            let ex = if c.excluded > 0 { format!(", {} excl.", c.excluded) } else { String::new() };
-            format!("{:.1}{std} (n={}{ex})", c.mean, c.n)
+            let std = if c.n > 1 {
+                format!(" ±{:.1}", c.std)
+            } else {
+                String::new()
+            };
+            format!("{:.1}{std} (n={}{})", c.mean, c.n, counts(c, rules))
         }
-        Some(c) => format!("— (0 usable, {} excl.)", c.excluded),
+        Some(c) => format!("— (n=0{})", counts(c, rules)),
         None => "n/a".into(),
     }
 }
 
 fn tex_escape(s: &str) -> String {
-    s.replace('\\', "\\textbackslash{}").replace('&', "\\&").replace('%', "\\%").replace('_', "\\_").replace('#', "\\#")
+    s.replace('\\', "\\textbackslash{}")
+        .replace('&', "\\&")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+        .replace('#', "\\#")
 }
 
 fn tex_cell(c: Option<&Cell>) -> String {
@@ -276,33 +359,50 @@ fn tex_cell(c: Option<&Cell>) -> String {
 
 /// A CSV field, quoted when it needs to be.
 pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 fn opt(v: Option<f64>) -> String {
-    v.filter(|v| v.is_finite()).map_or(String::new(), |v| format!("{v:.1}"))
+    v.filter(|v| v.is_finite())
+        .map_or(String::new(), |v| format!("{v:.1}"))
 }
 
 /// Render one table for every (model, protocol, train size) in the results that ran any of its
 /// methods.
-pub fn render(spec: &TableSpec, best: &BestCells) -> Result<Rendered> {
+pub fn render(spec: &TableSpec, best: &BestCells, rules: &Rules) -> Result<Rendered> {
     let paper = paper_rows(spec.paper_csv, spec.group_col);
-    let mut blocks: BTreeMap<(&str, &str, i64), BTreeMap<&str, &BTreeMap<String, Cell>>> = BTreeMap::new();
+    let mut blocks: BTreeMap<(&str, &str, i64), BTreeMap<&str, &BTreeMap<String, Cell>>> =
+        BTreeMap::new();
     for (((model, protocol), method, size), cells) in best {
-        if let Some((m, _)) = spec.methods.iter().find(|(m, _)| !m.is_empty() && m == method) {
-            blocks.entry((model.as_str(), protocol.as_str(), *size)).or_default().insert(m, cells);
+        if let Some((m, _)) = spec
+            .methods
+            .iter()
+            .find(|(m, _)| !m.is_empty() && m == method)
+        {
+            blocks
+                .entry((model.as_str(), protocol.as_str(), *size))
+                .or_default()
+                .insert(m, cells);
         }
     }
-    let mut md = format!("# {}\n\n{OUR_PROTOCOL}.\n{}.\n\n", spec.title, spec.paper_protocol);
+    let rules_line = rules_line(rules);
+    let mut md = format!(
+        "# {}\n\n{OUR_PROTOCOL}.\n{rules_line}.\n{}.\n\n",
+        spec.title, spec.paper_protocol
+    );
     let mut tex = format!(
-        "% {} -- generated by `repro report`\n% {OUR_PROTOCOL}.\n% {}.\n",
+        "% {} -- generated by `repro report`\n% {OUR_PROTOCOL}.\n% {rules_line}.\n% {}.\n",
         spec.title, spec.paper_protocol
     );
     let mut csv = String::from("table,model,protocol,train_size,row,group,method,param_pct");
     for t in PAPER_TASKS {
-        let _ = write!(csv, ",{t},{t}_std,{t}_n");
+        let _ = write!(csv, ",{t},{t}_std,{t}_n,{t}_degen");
     }
-    csv.push_str(",avg,confidence,secondary\n");
+    csv.push_str(",avg,confidence,secondary,rules\n");
     if blocks.is_empty() {
         md.push_str("No runs of this table's methods in the results.\n");
         tex.push_str("% no runs of this table's methods in the results\n");
@@ -315,28 +415,40 @@ pub fn render(spec: &TableSpec, best: &BestCells) -> Result<Rendered> {
             rows.push(match ours.get(m) {
                 _ if m.is_empty() => Row::marked(format!("ours: {p}"), p, "not implemented"),
                 None => Row::marked(format!("ours: {p} (`{m}`)"), m, "not run"),
-                Some(cells) => Row::ours(m, p, cells),
+                Some(cells) => Row::ours(m, p, cells, rules),
             });
         }
         rows.extend(paper.iter().map(Row::paper));
         for (m, p) in spec.methods.iter().filter(|(m, _)| !m.is_empty()) {
-            if let (Some(cells), Some(pr)) = (ours.get(m), paper.iter().find(|r| r.method == *p && r.group == group)) {
+            if let (Some(cells), Some(pr)) = (
+                ours.get(m),
+                paper.iter().find(|r| r.method == *p && r.group == group),
+            ) {
                 rows.push(Row::diff(cells, pr));
             }
         }
 
         let _ = writeln!(md, "## {model} · train size {size_s} · {protocol}\n");
-        let _ = writeln!(md, "| row | params % | {} | Avg. |", PAPER_TASKS.join(" | "));
+        let _ = writeln!(
+            md,
+            "| row | params % | {} | Avg. |",
+            PAPER_TASKS.join(" | ")
+        );
         let _ = writeln!(md, "|---|---|{}---|", "---|".repeat(PAPER_TASKS.len()));
         let _ = writeln!(
             tex,
-            "\\begin{{table}}[t]\n\\centering\\small\n\\caption{{{} -- ours: {}, train size {}, {}}}\n\\begin{{tabular}}{{ll{}r}}\n\\toprule\nRow & \\% params & {} & Avg. \\\\",
+            "\\begin{{table}}[t]\n\\centering\\small\n\\caption{{{} -- ours: {}, train size {}, {}; {}}}\n\\begin{{tabular}}{{ll{}r}}\n\\toprule\nRow & \\% params & {} & Avg. \\\\",
             tex_escape(spec.title),
             tex_escape(model),
             size_s,
             tex_escape(protocol),
+            tex_escape(&rules.short()),
             "r".repeat(PAPER_TASKS.len()),
-            PAPER_TASKS.iter().map(|t| tex_escape(t)).collect::<Vec<_>>().join(" & ")
+            PAPER_TASKS
+                .iter()
+                .map(|t| tex_escape(t))
+                .collect::<Vec<_>>()
+                .join(" & ")
         );
         let mut last_kind = "";
         for row in &rows {
@@ -344,18 +456,33 @@ pub fn render(spec: &TableSpec, best: &BestCells) -> Result<Rendered> {
                 tex.push_str("\\midrule\n"); // under the header and between ours / paper / diff
             }
             last_kind = row.kind;
-            let _ = writeln!(md, "| {} | {} | {} | {} |", row.label, row.pct, row.md.join(" | "), row.avg);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                row.label,
+                row.pct,
+                row.md.join(" | "),
+                row.avg
+            );
             let _ = writeln!(
                 tex,
                 "{} & {} & {} & {} \\\\",
                 tex_escape(&row.label.replace('`', "")),
                 tex_escape(&row.pct),
-                row.tex.iter().map(|v| if v.contains('$') { v.clone() } else { tex_escape(v) }).collect::<Vec<_>>().join(" & "),
+                row.tex
+                    .iter()
+                    .map(|v| if v.contains('$') {
+                        v.clone()
+                    } else {
+                        tex_escape(v)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" & "),
                 tex_escape(&row.avg)
             );
             let _ = writeln!(
                 csv,
-                "{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 spec.id,
                 csv_field(model),
                 csv_field(protocol),
@@ -364,14 +491,23 @@ pub fn render(spec: &TableSpec, best: &BestCells) -> Result<Rendered> {
                 csv_field(&row.group),
                 csv_field(&row.method),
                 row.pct,
-                row.csv.iter().map(|v| csv_field(v)).collect::<Vec<_>>().join(","),
+                row.csv
+                    .iter()
+                    .map(|v| csv_field(v))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 row.avg_csv,
                 csv_field(&row.confidence),
-                csv_field(&row.secondary)
+                csv_field(&row.secondary),
+                csv_field(&rules.short())
             );
         }
         let _ = writeln!(md);
         tex.push_str("\\bottomrule\n\\end{tabular}\n\\end{table}\n\n");
     }
-    Ok(Rendered { markdown: md, latex: tex, csv })
+    Ok(Rendered {
+        markdown: md,
+        latex: tex,
+        csv,
+    })
 }

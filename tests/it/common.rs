@@ -69,9 +69,19 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-/// The CPU backends this build has: ndarray and flex, plus libtorch with `--features tch`
-/// (the documented libtorch check runs the same tests on it).
-pub fn cpu_backends() -> Vec<bitfit_repro::backend::Backend> {
+/// The backends this build has: ndarray and flex, plus libtorch with `--features tch` (the
+/// documented libtorch check runs the same tests on it), and libtorch on CUDA where
+/// `BITFIT_TEST_CUDA=1` says a GPU is there (scripts/gpu_check.sh).
+pub fn test_backends() -> Vec<bitfit_repro::backend::Backend> {
     use bitfit_repro::backend::Backend;
-    [Backend::Ndarray, Backend::Flex, Backend::Tch].into_iter().filter(|b| b.compiled()).collect()
+    let mut v: Vec<Backend> = [Backend::Ndarray, Backend::Flex, Backend::Tch].into_iter().filter(|b| b.compiled()).collect();
+    if gpu_tests() {
+        v.push(Backend::TchCuda);
+    }
+    v
+}
+
+/// Whether to run the equivalence tests on the GPU too (`BITFIT_TEST_CUDA=1`, a `tch` build).
+pub fn gpu_tests() -> bool {
+    bitfit_repro::backend::Backend::TchCuda.compiled() && std::env::var_os("BITFIT_TEST_CUDA").is_some_and(|v| v == "1")
 }

@@ -99,6 +99,10 @@ fn golden_steps_full_ft() {
     if Backend::Tch.compiled() {
         run_golden(Backend::Tch, "full_ft");
     }
+    if crate::common::gpu_tests() {
+        run_golden(Backend::TchCuda, "full_ft");
+        run_golden(Backend::TchCuda, "full_ft_regression");
+    }
 }
 
 #[test]
@@ -109,11 +113,18 @@ fn golden_steps_bitfit() {
     if Backend::Tch.compiled() {
         run_golden(Backend::Tch, "bitfit");
     }
+    if crate::common::gpu_tests() {
+        run_golden(Backend::TchCuda, "bitfit");
+        run_golden(Backend::TchCuda, "bitfit_regression");
+    }
 }
 
 #[test]
 fn golden_steps_b_q_b_m2() {
     run_golden(Backend::Ndarray, "b_q+b_m2");
+    if crate::common::gpu_tests() {
+        run_golden(Backend::TchCuda, "b_q+b_m2");
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ use bitfit_repro::finetune::encoder_param_shapes;
 use bitfit_repro::model::{BertClassifier, BertConfig, BiasKind, Checkpoint, HeadPooling, params};
 use burn::prelude::*;
 
-use crate::common::{Tensors, cpu_backends, fixtures, max_abs_diff, minilm};
+use crate::common::{Tensors, test_backends, fixtures, max_abs_diff, minilm};
 
 const TOL: f32 = 1e-4;
 
@@ -47,7 +47,7 @@ fn check_forward(model_dir: &Path, reference: &Path, backend: Backend) -> Checkp
 
 #[test]
 fn tiny_bert_matches_pytorch_on_every_backend() {
-    for backend in cpu_backends() {
+    for backend in test_backends() {
         check_forward(&fixtures().join("tiny_bert"), &fixtures().join("tiny_bert_reference.safetensors"), backend);
     }
 }
@@ -72,7 +72,7 @@ fn tiny_bert_classifier_logits_match_pytorch() {
 #[test]
 fn minilm_matches_pytorch() {
     let Some(dir) = minilm() else { return };
-    for backend in cpu_backends() {
+    for backend in test_backends() {
         let ckpt = check_forward(&dir, &fixtures().join("minilm_reference.safetensors"), backend);
         assert_eq!(ckpt.config.num_hidden_layers, 6);
         assert_eq!(ckpt.config.hidden_size, 384);

@@ -244,3 +244,27 @@ fn committed_records_regenerate_paper_tables() {
         );
     }
 }
+
+/// `--time-limit`: with no finished run to estimate from, the first run starts; once it has
+/// finished, every run the time left cannot finish is left for later, the command exits 0 and
+/// says what is done and left; a second invocation trains the rest.
+#[test]
+fn time_limit_starts_only_what_fits_and_a_rerun_finishes() {
+    if minilm().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let set_store = format!("--set=store={}", tmp.path().join("store").display());
+    let out = repro().args(["run", "experiments/smoke.toml", "--time-limit", "1s", &set_store]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 trained"), "{text}");
+    assert!(text.contains("time limit: 1 done, 7 left (estimated ") && text.contains("7 not started for lack of time"), "{text}");
+    let out = repro().args(["run", "experiments/smoke.toml", "--time-limit", "1h", &set_store]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("7 trained") && text.contains("1 already done") && text.contains("time limit: 8 done, 0 left"), "{text}");
+    let out = repro().args(["run", "experiments/smoke.toml", "--time-limit", "2x"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("--time-limit 2x: expected a duration such as 2h30m"), "{text}");
+}

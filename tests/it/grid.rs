@@ -165,3 +165,19 @@ fn shipped_grids_parse() {
     let smoke = Grid::from_file(&crate::common::repo().join("experiments/smoke.toml")).unwrap();
     assert_eq!(smoke.expand().unwrap().len(), 8, "2 tasks x 2 methods x 2 seeds");
 }
+
+#[test]
+fn time_limit_durations_parse() {
+    use bitfit_repro::runner::{human_seconds, parse_duration};
+    assert_eq!(parse_duration("2h30m").unwrap(), 9000);
+    assert_eq!(parse_duration("90m").unwrap(), 5400);
+    assert_eq!(parse_duration("45s").unwrap(), 45);
+    assert_eq!(parse_duration("3600").unwrap(), 3600);
+    assert_eq!(parse_duration("1h5m10s").unwrap(), 3910);
+    for bad in ["", "h", "2x", "1.5h", "10m5"] {
+        assert!(parse_duration(bad).is_err(), "{bad}");
+    }
+    assert_eq!(human_seconds(40.0), "40s");
+    assert_eq!(human_seconds(750.0), "12m 30s");
+    assert_eq!(human_seconds(3900.0), "1h 05m");
+}

@@ -111,7 +111,11 @@ def load_task(task, args, tok):
     """Train and dev examples of a task, tokenised: {split: (encodings, labels)}."""
     root = os.path.join(args.data, task)
     train = read_tsv(task, os.path.join(root, "train.tsv"))
-    if args.train_size is not None and args.train_size < len(train):
+    if args.train_indices:  # the harness's own subset: `repro data TASK --subset N --data-seed S`
+        with open(args.train_indices) as f:
+            train = [train[i] for i in json.load(f)]
+        args.train_size = len(train)
+    elif args.train_size is not None and args.train_size < len(train):
         keep = np.sort(np.random.RandomState(args.data_seed).permutation(len(train))[: args.train_size])
         train = [train[i] for i in keep]
     dev = read_tsv(task, os.path.join(root, "dev.tsv"))[: args.eval_size]
@@ -258,7 +262,8 @@ def run_one(base, data, task, method, lr, seed, args, device, pad_id):
     encs, ys = data["train"]
     order_rng = np.random.RandomState(seed)
     epochs, steps, diverged = [], 0, False
-    for epoch in range(1, args.epochs + 1):
+    n_epochs = max(args.epochs, math.ceil((args.min_steps or 0) / math.ceil(len(encs) / args.batch_size)))
+    for epoch in range(1, n_epochs + 1):
         t0, loss_sum, n_steps = time.time(), 0.0, math.ceil(len(encs) / args.batch_size)
         model.train()
         order = order_rng.permutation(len(encs))
@@ -286,7 +291,7 @@ def run_one(base, data, task, method, lr, seed, args, device, pad_id):
         rec = dict(epoch=epoch, train_loss=loss_sum / max(n_steps, 1), train=train, dev={"dev": dev}, seconds=time.time() - t0)
         epochs.append(rec)
         fmt = lambda m: " ".join(f"{k}={v:.4f}" for k, v in m.items())  # noqa: E731
-        print(f"{task} {method} lr={lr} seed={seed} epoch {epoch}/{args.epochs} loss={rec['train_loss']:.4f} "
+        print(f"{task} {method} lr={lr} seed={seed} epoch {epoch}/{n_epochs} loss={rec['train_loss']:.4f} "
               f"| dev {fmt(dev)}" + (f" | train {fmt(train)}" if train else "") + f" ({rec['seconds']:.1f}s)", flush=True)
     headline = TASKS[task][4][0]
     key = lambda e: (e["dev"]["dev"][headline] if math.isfinite(e["dev"]["dev"][headline]) else -math.inf, -e["epoch"])  # noqa: E731
@@ -309,7 +314,7 @@ def run_one(base, data, task, method, lr, seed, args, device, pad_id):
     return {
         "trainer": "pytorch-reference", "torch": torch.__version__, "transformers": transformers.__version__,
         "device": str(device),
-        "config": dict(task=task, method=method, lr=float(lr), seed=seed, epochs=args.epochs, batch_size=args.batch_size,
+        "config": dict(task=task, method=method, lr=float(lr), seed=seed, epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
                        max_length=args.max_length, pad_to_max_length=args.pad_to_max_length, train_size=args.train_size,
                        data_seed=args.data_seed, eval_size=args.eval_size, model=args.model, data=args.data),
         "epochs": epochs, "best_epoch": best, "headline": headline, "trainable_params": n_train,
@@ -375,6 +380,8 @@ def main():
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--pad-to-max-length", action="store_true")
     ap.add_argument("--train-size", type=int)
+    ap.add_argument("--train-indices", help="JSON list of training rows to use (the harness's subset; see --train-size)")
+    ap.add_argument("--min-steps", type=int, help="floor on optimizer steps: more epochs for small training sets (as the harness)")
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--eval-size", type=int)
     ap.add_argument("--no-eval-train", action="store_true")

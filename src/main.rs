@@ -39,6 +39,13 @@ enum Cmd {
         data: String,
         /// tasks to list (default: all found)
         tasks: Vec<String>,
+        /// print, as JSON, the training rows of the harness's subset of this many examples
+        /// (one task; what `train_size` selects), e.g. for scripts/reference_trainer.py
+        #[arg(long)]
+        subset: Option<usize>,
+        /// the subset's seed (`data_seed`)
+        #[arg(long, default_value_t = 0)]
+        data_seed: u64,
     },
     /// One fine-tuning run from flags (the counterpart of the reference run_glue.py); prints
     /// per-epoch metrics and writes the run record as JSON.
@@ -210,6 +217,14 @@ fn load_grid(path: &std::path::Path, set: &[String]) -> Result<bitfit_repro::gri
 
 fn run_grid(a: RunArgs) -> Result<()> {
     use bitfit_repro::{runner, store::Store};
+    // flags first: a bad one must not leave a new store behind
+    if a.jobs == 0 {
+        anyhow::bail!("--jobs 0: give at least 1 worker process");
+    }
+    let deadline = match (&a.time_limit, a.deadline) {
+        (Some(t), _) => Some(runner::unix_now() + runner::parse_duration(t)?),
+        (None, d) => d,
+    };
     let grid = load_grid(&a.grid, &a.set)?;
     let shard = a.shard.as_deref().map(runner::parse_shard).transpose()?;
     let runs = runner::plan(&grid)?;
@@ -218,13 +233,6 @@ fn run_grid(a: RunArgs) -> Result<()> {
         runner::print_status(&grid, &runs, &store);
         return Ok(());
     }
-    if a.jobs == 0 {
-        anyhow::bail!("--jobs 0: give at least 1 worker process");
-    }
-    let deadline = match (&a.time_limit, a.deadline) {
-        (Some(t), _) => Some(runner::unix_now() + runner::parse_duration(t)?),
-        (None, d) => d,
-    };
     let mut children = Vec::new();
     if a.jobs > 1 {
         let mut args = vec!["run".to_string(), a.grid.display().to_string()];
@@ -426,7 +434,14 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", ins.render());
             }
         }
-        Cmd::Data { data: root, tasks } => {
+        Cmd::Data { data: root, tasks, subset: Some(n), data_seed } => {
+            let [task] = tasks.as_slice() else { anyhow::bail!("--subset takes exactly one task, e.g. repro data SST-2 --subset 100") };
+            let task: data::Task = task.parse()?;
+            let rows = data::Glue::new(hub::resolve_data(&root)?).load(task, data::Split::Train)?.len();
+            let keep = bitfit_repro::finetune::train::subset_indices(rows, Some(n), data_seed);
+            println!("{}", serde_json::to_string(&keep)?);
+        }
+        Cmd::Data { data: root, tasks, subset: None, .. } => {
             let glue = data::Glue::new(hub::resolve_data(&root)?);
             let tasks: Vec<data::Task> = if tasks.is_empty() {
                 data::Task::all().to_vec()

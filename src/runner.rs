@@ -230,11 +230,9 @@ impl Estimator {
         Some(rate * n * epochs)
     }
 
-    /// Learn from a run that just finished.
-    pub fn add(&mut self, r: &crate::finetune::train::RunResult) {
-        if !r.diverged {
-            self.done.push(r.clone());
-        }
+    /// Learn from the runs finished since (by this worker or any other on the store).
+    pub fn refresh(&mut self, store: &Store) {
+        self.done = Estimator::new(store).done;
     }
 }
 
@@ -371,7 +369,7 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
                 store.write_log(&run.id, &log)?;
                 store.finish(&lock, started, &result)?;
                 if let Some(est) = estimator.as_mut() {
-                    est.add(&result);
+                    est.refresh(store);
                 }
                 let best = result.epochs.iter().find(|e| e.epoch == result.best_epoch);
                 let v = best.and_then(|e| e.dev.values().next()).and_then(|m| m.get(&result.headline)).copied();

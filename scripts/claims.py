@@ -10,9 +10,10 @@ skipped and counted). Default: every results/*/ folder that holds runs/.
 Rules (shared with scripts/judge_compare.py, whose helpers this imports):
 - per run, each dev metric's own best over epochs, x100; headline metric: the run's `headline`
   (CoLA mcc, MRPC/QQP f1, STS-B spearman, else accuracy). MNLI counts as MNLI-m and MNLI-mm.
-- cells: (model folder, task, method, train_size, lr, epochs, batch_size, max_length, backend), plus
-  the other protocol fields (eval_size, schedule, head, padding, min_steps) so that runs of different
-  protocols never pool. Everything but task/method/train_size/lr forms a "setting"; each setting is
+- cells: (model folder, task, method, train_size, lr, epochs, batch_size, max_length), plus the
+  other protocol fields (eval_size, schedule, head, padding, min_steps) so that runs of different
+  protocols never pool; backends pool, as in `repro report` (every backend passes the same
+  PyTorch-equivalence tests; a grid may pin some cells to another backend). Everything but task/method/train_size/lr forms a "setting"; each setting is
   reported on its own.
 - diverged runs (flag set, or no finite headline) never enter a mean; degenerate runs (constant
   predictions at the headline's best epoch) do, and are counted ("deg").
@@ -45,7 +46,7 @@ def skey(s):
 def setting_of(c):
     extra = ", ".join(f"{k}={json.dumps(c.get(k))}" for k in ("eval_size", "schedule", "head", "pad_to_max_length", "min_steps"))
     return (os.path.basename(str(c.get("model", "")).rstrip("/")), c.get("epochs"), c.get("batch_size"),
-            c.get("max_length"), c.get("backend"), extra)
+            c.get("max_length"), extra)
 
 
 def headline(vs):
@@ -105,8 +106,8 @@ def main():
     for st in sorted({k[0] for k in best}, key=lambda x: int(settings[x][1:])):
         keys = sorted({(k[1], k[3]) for k in best if k[0] == st}, key=lambda k: (tkey(k[0]), skey(k[1])))
         has = lambda meth: [(t, s) for t, s in keys if (st, t, meth, s) in best]  # noqa: E731
-        print(f"\n## Setting {settings[st]}: model={st[0]}, epochs={st[1]}, batch={st[2]}, max_length={st[3]}, backend={st[4]}, "
-              f"{st[5]}")
+        print(f"\n## Setting {settings[st]}: model={st[0]}, epochs={st[1]}, batch={st[2]}, max_length={st[3]}, "
+              f"{st[4]}")
         # ---- claim 1
         print("\n### Claim 1 — BitFit ≈ Full-FT on average; BitFit ≥ Full-FT on the small tasks (*)\n\nInputs: "
               "bitfit and full_ft cells at their best lr, per task and train size; Δ = BitFit − Full-FT, 95% Welch CI; "

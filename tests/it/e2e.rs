@@ -222,7 +222,22 @@ fn bench_reports_every_cell() {
 #[test]
 fn committed_records_regenerate_paper_tables() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = repro().args(["report", "--out"]).arg(tmp.path()).output().unwrap();
+    // the stores git tracks (a local store of one's own, e.g. the README's quickstart, is not
+    // part of paper_tables/); records added to a tracked store do count: rerun `repro report`
+    let tracked = Command::new("git").current_dir(repo()).args(["ls-files", "results"]).output().unwrap();
+    assert!(tracked.status.success(), "git ls-files failed");
+    let mut stores: Vec<String> = String::from_utf8_lossy(&tracked.stdout)
+        .lines()
+        .filter(|l| l.contains("/runs/"))
+        .filter_map(|l| l.split('/').nth(1).map(|s| format!("results/{s}")))
+        .collect();
+    stores.dedup();
+    let mut report = repro();
+    report.arg("report");
+    for s in &stores {
+        report.args(["--results", s]);
+    }
+    let out = report.arg("--out").arg(tmp.path()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     let names = |dir: &Path| -> Vec<String> {
@@ -264,7 +279,9 @@ fn time_limit_starts_only_what_fits_and_a_rerun_finishes() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("7 trained") && text.contains("1 already done") && text.contains("time limit: 8 done, 0 left"), "{text}");
-    let out = repro().args(["run", "experiments/smoke.toml", "--time-limit", "2x"]).output().unwrap();
+    let other = tmp.path().join("other");
+    let out = repro().args(["run", "experiments/smoke.toml", "--time-limit", "2x"]).arg(format!("--set=store={}", other.display())).output().unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && text.contains("--time-limit 2x: expected a duration such as 2h30m"), "{text}");
+    assert!(!other.exists(), "a rejected flag left a store behind");
 }

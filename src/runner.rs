@@ -30,12 +30,14 @@ pub fn plan(grid: &Grid) -> Result<Vec<PlannedRun>> {
     for mut cell in grid.expand()? {
         let model_spec = cell.config.model.to_string_lossy().into_owned();
         let data_spec = cell.config.data.to_string_lossy().into_owned();
-        cell.config.model = hub::resolve_model(&model_spec)
+        // resolved here only to hash the files: the config keeps the grid's names (a folder or a
+        // hub id), which train() resolves, so stored records carry no machine-local paths
+        let model_dir = hub::resolve_model(&model_spec)
             .with_context(|| format!("{}: model `{model_spec}`", grid.file.display()))?;
-        cell.config.data =
+        let data_dir =
             hub::resolve_data(&data_spec).with_context(|| format!("{}: data `{data_spec}`", grid.file.display()))?;
-        let model_digest = digests.model(&cell.config.model)?;
-        let data_digest = digests.data(&cell.config.data, cell.config.task)?;
+        let model_digest = digests.model(&model_dir)?;
+        let data_digest = digests.data(&data_dir, cell.config.task)?;
         let id = run_id(&cell.config, &model_digest, &data_digest);
         let key = hex::encode(&sha2::Sha256::digest(format!("{model_digest}{data_digest}").as_bytes())[..8]);
         cell.config.token_cache = Some((grid.store.join("cache"), key));

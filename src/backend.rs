@@ -6,7 +6,9 @@ use std::fmt;
 use anyhow::{Result, bail};
 use burn::prelude::Device;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
     #[default]
@@ -19,7 +21,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub const ALL: [Backend; 4] = [Backend::Ndarray, Backend::Flex, Backend::Tch, Backend::TchCuda];
+    pub const ALL: [Backend; 4] = [
+        Backend::Ndarray,
+        Backend::Flex,
+        Backend::Tch,
+        Backend::TchCuda,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -80,8 +87,12 @@ impl fmt::Display for Backend {
 impl std::str::FromStr for Backend {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        Backend::ALL.iter().copied().find(|b| b.name() == s).ok_or_else(|| {
-            anyhow::anyhow!("unknown backend `{s}`; valid: ndarray, flex, tch, tch-cuda")
-        })
+        Backend::ALL
+            .iter()
+            .copied()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                anyhow::anyhow!("unknown backend `{s}`; valid: ndarray, flex, tch, tch-cuda")
+            })
     }
 }

@@ -36,9 +36,14 @@ pub struct BenchRow {
 
 /// Forward FLOPs of one batch: 2·tokens·(matmul parameters) + attention score/value products.
 pub fn forward_flops(cfg: &BertConfig, batch: usize, seq: usize) -> f64 {
-    let (h, i, l) = (cfg.hidden_size as f64, cfg.intermediate_size as f64, cfg.num_hidden_layers as f64);
+    let (h, i, l) = (
+        cfg.hidden_size as f64,
+        cfg.intermediate_size as f64,
+        cfg.num_hidden_layers as f64,
+    );
     let tokens = (batch * seq) as f64;
-    let per_layer = 2.0 * tokens * (4.0 * h * h + 2.0 * h * i) + 4.0 * batch as f64 * (seq * seq) as f64 * h;
+    let per_layer =
+        2.0 * tokens * (4.0 * h * h + 2.0 * h * i) + 4.0 * batch as f64 * (seq * seq) as f64 * h;
     l * per_layer + 2.0 * batch as f64 * h * h
 }
 
@@ -47,7 +52,9 @@ pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -68,9 +75,15 @@ pub fn bench_one(
     let bert = BertModel::init(cfg, &dev);
     let model = BertClassifier::new(bert, cfg, 2, HeadPooling::Pooler, 0, &dev);
     let mut trainer = Trainer::new(model, method, AdamWConfig::default(), false);
-    let trainable = params(trainer.model()).iter().filter(|p| p.require_grad).map(|p| p.numel).sum();
+    let trainable = params(trainer.model())
+        .iter()
+        .filter(|p| p.require_grad)
+        .map(|p| p.numel)
+        .sum();
     let n = batch * seq;
-    let ids: Vec<i64> = (0..n).map(|k| 1 + ((k * 7919) % (cfg.vocab_size - 1)) as i64).collect();
+    let ids: Vec<i64> = (0..n)
+        .map(|k| 1 + ((k * 7919) % (cfg.vocab_size - 1)) as i64)
+        .collect();
     let b = Batch {
         batch_size: batch,
         seq_len: seq,
@@ -111,7 +124,11 @@ pub fn bench_one(
 }
 
 /// Run every (backend, method) cell in a child process; `args` are the shared flags.
-pub fn bench_all(backends: &[Backend], methods: &[String], args: &[String]) -> Result<Vec<BenchRow>> {
+pub fn bench_all(
+    backends: &[Backend],
+    methods: &[String],
+    args: &[String],
+) -> Result<Vec<BenchRow>> {
     let exe = std::env::current_exe().context("locating the repro binary")?;
     let mut rows = Vec::new();
     for b in backends {
@@ -123,11 +140,24 @@ pub fn bench_all(backends: &[Backend], methods: &[String], args: &[String]) -> R
                 .output()
                 .context("starting a bench process")?;
             if !out.status.success() {
-                anyhow::bail!("bench {b} {m} failed: {}", String::from_utf8_lossy(&out.stderr));
+                anyhow::bail!(
+                    "bench {b} {m} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
-            let row: BenchRow = serde_json::from_slice(&out.stdout)
-                .with_context(|| format!("bench {b} {m}: unreadable output {}", String::from_utf8_lossy(&out.stdout)))?;
-            eprintln!("{}", render(std::slice::from_ref(&row)).lines().last().unwrap_or(""));
+            let row: BenchRow = serde_json::from_slice(&out.stdout).with_context(|| {
+                format!(
+                    "bench {b} {m}: unreadable output {}",
+                    String::from_utf8_lossy(&out.stdout)
+                )
+            })?;
+            eprintln!(
+                "{}",
+                render(std::slice::from_ref(&row))
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
             rows.push(row);
         }
     }
@@ -137,7 +167,16 @@ pub fn bench_all(backends: &[Backend], methods: &[String], args: &[String]) -> R
 pub fn render(rows: &[BenchRow]) -> String {
     let mut s = format!(
         "{:<16} {:<8} {:<10} {:>5} {:>4} {:>11} {:>9} {:>9} {:>8} {:>9}\n",
-        "shape", "backend", "method", "batch", "seq", "ms/step", "ex/s", "GFLOP/s", "RSS MiB", "trainable"
+        "shape",
+        "backend",
+        "method",
+        "batch",
+        "seq",
+        "ms/step",
+        "ex/s",
+        "GFLOP/s",
+        "RSS MiB",
+        "trainable"
     );
     for r in rows {
         s.push_str(&format!(

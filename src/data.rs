@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 
 /// A GLUE task (plus the AX diagnostic set), named as in the paper's tables.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Task {
     #[serde(rename = "CoLA")]
     CoLA,
@@ -104,8 +106,18 @@ struct Layout {
     hf_labels: &'static [&'static str],
 }
 
-const ALL: [Task; 10] =
-    [Task::CoLA, Task::Sst2, Task::Mrpc, Task::StsB, Task::Qqp, Task::Mnli, Task::Qnli, Task::Rte, Task::Wnli, Task::Ax];
+const ALL: [Task; 10] = [
+    Task::CoLA,
+    Task::Sst2,
+    Task::Mrpc,
+    Task::StsB,
+    Task::Qqp,
+    Task::Mnli,
+    Task::Qnli,
+    Task::Rte,
+    Task::Wnli,
+    Task::Ax,
+];
 
 const BINARY: &[&str] = &["0", "1"];
 const NLI3: &[&str] = &["contradiction", "entailment", "neutral"];
@@ -228,7 +240,11 @@ impl Task {
 
     /// Number of model outputs: classes, or 1 for regression.
     pub fn num_outputs(self) -> usize {
-        if self.is_regression() { 1 } else { self.labels().len() }
+        if self.is_regression() {
+            1
+        } else {
+            self.labels().len()
+        }
     }
 
     pub fn is_pair(self) -> bool {
@@ -289,10 +305,13 @@ impl std::str::FromStr for Task {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Task> {
         let norm = |x: &str| x.to_ascii_lowercase().replace(['-', '_'], "");
-        ALL.iter().copied().find(|t| norm(t.name()) == norm(s)).ok_or_else(|| {
-            let names: Vec<_> = ALL.iter().map(|t| t.name()).collect();
-            anyhow!("unknown task `{s}`; valid tasks: {}", names.join(", "))
-        })
+        ALL.iter()
+            .copied()
+            .find(|t| norm(t.name()) == norm(s))
+            .ok_or_else(|| {
+                let names: Vec<_> = ALL.iter().map(|t| t.name()).collect();
+                anyhow!("unknown task `{s}`; valid tasks: {}", names.join(", "))
+            })
     }
 }
 
@@ -338,7 +357,9 @@ impl Glue {
     /// `<root>/<config>/<split>-*.parquet` (HF `nyu-mll/glue` layout).
     pub fn locate(&self, task: Task, split: Split) -> Result<DataFile> {
         if task == Task::Ax && split != Split::Test {
-            bail!("GLUE AX is a diagnostic test set only (AX/diagnostic.tsv); it has no {split} split");
+            bail!(
+                "GLUE AX is a diagnostic test set only (AX/diagnostic.tsv); it has no {split} split"
+            );
         }
         if split == Split::DevMismatched && task != Task::Mnli {
             bail!("GLUE {task}: only MNLI has a mismatched dev set");
@@ -392,19 +413,31 @@ impl Glue {
 fn parse_label(task: Task, raw: &str, path: &Path, line: usize) -> Result<Label> {
     let raw = raw.trim();
     if task.is_regression() {
-        let v: f32 = raw
-            .parse()
-            .with_context(|| format!("{}:{line}: STS-B score `{raw}` is not a number", path.display()))?;
+        let v: f32 = raw.parse().with_context(|| {
+            format!(
+                "{}:{line}: STS-B score `{raw}` is not a number",
+                path.display()
+            )
+        })?;
         return Ok(Label::Score(v));
     }
-    task.labels().iter().position(|l| *l == raw).map(Label::Class).ok_or_else(|| {
-        anyhow!("{}:{line}: label `{raw}` is not one of {:?} for {task}", path.display(), task.labels())
-    })
+    task.labels()
+        .iter()
+        .position(|l| *l == raw)
+        .map(Label::Class)
+        .ok_or_else(|| {
+            anyhow!(
+                "{}:{line}: label `{raw}` is not one of {:?} for {task}",
+                path.display(),
+                task.labels()
+            )
+        })
 }
 
 /// Read one GLUE TSV file (quoting off, tab split per line).
 pub fn read_tsv(task: Task, split: Split, path: &Path) -> Result<Vec<Example>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let l = task.layout();
     let mut lines = text.lines().enumerate();
@@ -413,18 +446,37 @@ pub fn read_tsv(task: Task, split: Split, path: &Path) -> Result<Vec<Example>> {
     let (col_a, col_b, col_label) = if headerless {
         (3usize, None, Some(1usize))
     } else {
-        let (_, header) = lines.next().ok_or_else(|| anyhow!("{}: empty file", path.display()))?;
+        let (_, header) = lines
+            .next()
+            .ok_or_else(|| anyhow!("{}: empty file", path.display()))?;
         let cols: Vec<&str> = header.split('\t').collect();
         let find = |name: &str| -> Result<usize> {
             cols.iter().position(|c| c.trim() == name).ok_or_else(|| {
-                anyhow!("{}: header has no column `{name}` (columns: {:?}) — is this {task}?", path.display(), cols)
+                anyhow!(
+                    "{}: header has no column `{name}` (columns: {:?}) — is this {task}?",
+                    path.display(),
+                    cols
+                )
             })
         };
-        let (a, b) = if task == Task::CoLA { ("sentence", None) } else { l.tsv_text };
-        let label = if split == Split::Test || task == Task::Ax { None } else { Some(find(l.tsv_label)?) };
+        let (a, b) = if task == Task::CoLA {
+            ("sentence", None)
+        } else {
+            l.tsv_text
+        };
+        let label = if split == Split::Test || task == Task::Ax {
+            None
+        } else {
+            Some(find(l.tsv_label)?)
+        };
         (find(a)?, b.map(find).transpose()?, label)
     };
-    let needed = [Some(col_a), col_b, col_label].into_iter().flatten().max().unwrap_or(0) + 1;
+    let needed = [Some(col_a), col_b, col_label]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0)
+        + 1;
     let mut out = Vec::new();
     for (i, line) in lines {
         if line.is_empty() {
@@ -435,13 +487,22 @@ pub fn read_tsv(task: Task, split: Split, path: &Path) -> Result<Vec<Example>> {
             if task == Task::Qqp {
                 continue; // HF's QqpProcessor skips QQP's few malformed rows
             }
-            bail!("{}:{}: {} columns, expected at least {needed}", path.display(), i + 1, f.len());
+            bail!(
+                "{}:{}: {} columns, expected at least {needed}",
+                path.display(),
+                i + 1,
+                f.len()
+            );
         }
         let label = match col_label {
             Some(c) => parse_label(task, f[c], path, i + 1)?,
             None => Label::None,
         };
-        out.push(Example { text_a: f[col_a].to_string(), text_b: col_b.map(|c| f[c].to_string()), label });
+        out.push(Example {
+            text_a: f[col_a].to_string(),
+            text_b: col_b.map(|c| f[c].to_string()),
+            label,
+        });
     }
     Ok(out)
 }
@@ -450,13 +511,21 @@ pub fn read_tsv(task: Task, split: Split, path: &Path) -> Result<Vec<Example>> {
 pub fn read_parquet(task: Task, path: &Path) -> Result<Vec<Example>> {
     use polars::prelude::{DataType, ParquetReader, SerReader};
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let df = anyhow::Context::with_context(ParquetReader::new(file).finish(), || format!("reading parquet {}", path.display()))?;
+    let df = anyhow::Context::with_context(ParquetReader::new(file).finish(), || {
+        format!("reading parquet {}", path.display())
+    })?;
     let l = task.layout();
     let text_col = |name: &str| -> Result<Vec<String>> {
         let s = df.column(name).with_context(|| {
-            format!("{}: no column `{name}` (columns: {:?}) — is this {task}?", path.display(), df.get_column_names())
+            format!(
+                "{}: no column `{name}` (columns: {:?}) — is this {task}?",
+                path.display(),
+                df.get_column_names()
+            )
         })?;
-        let s = s.str().with_context(|| format!("{}: column `{name}` is not text", path.display()))?;
+        let s = s
+            .str()
+            .with_context(|| format!("{}: column `{name}` is not text", path.display()))?;
         Ok(s.iter().map(|v| v.unwrap_or("").to_string()).collect())
     };
     let a = text_col(l.hf_text.0)?;
@@ -472,13 +541,21 @@ pub fn read_parquet(task: Task, path: &Path) -> Result<Vec<Example>> {
                 .map(|(row, v)| -> Result<Label> {
                     let v = v.unwrap_or(-1.0);
                     if task.is_regression() {
-                        return Ok(if v < 0.0 { Label::None } else { Label::Score(v as f32) });
+                        return Ok(if v < 0.0 {
+                            Label::None
+                        } else {
+                            Label::Score(v as f32)
+                        });
                     }
                     if v < 0.0 {
                         return Ok(Label::None); // HF marks unlabelled test rows with -1
                     }
                     let name = l.hf_labels.get(v as usize).ok_or_else(|| {
-                        anyhow!("{}: row {row}: label {v} outside the {} classes of {task}", path.display(), l.hf_labels.len())
+                        anyhow!(
+                            "{}: row {row}: label {v} outside the {} classes of {task}",
+                            path.display(),
+                            l.hf_labels.len()
+                        )
                     })?;
                     Ok(Label::Class(hf_name_to_index(task, name)))
                 })
@@ -486,7 +563,11 @@ pub fn read_parquet(task: Task, path: &Path) -> Result<Vec<Example>> {
         }
     };
     Ok((0..a.len())
-        .map(|i| Example { text_a: a[i].clone(), text_b: b.as_ref().map(|b| b[i].clone()), label: labels[i] })
+        .map(|i| Example {
+            text_a: a[i].clone(),
+            text_b: b.as_ref().map(|b| b[i].clone()),
+            label: labels[i],
+        })
         .collect())
 }
 
@@ -497,7 +578,10 @@ fn hf_name_to_index(task: Task, name: &str) -> usize {
         return i; // NLI tasks share label names across layouts
     }
     // binary tasks: the TSV labels are "0"/"1" in the same order as the HF names
-    l.hf_labels.iter().position(|x| *x == name).expect("name comes from hf_labels")
+    l.hf_labels
+        .iter()
+        .position(|x| *x == name)
+        .expect("name comes from hf_labels")
 }
 
 /// Count examples per label index (for README checks and `repro inspect-data`).

@@ -35,17 +35,29 @@ use crate::model::HeadPooling;
 
 /// Every key a run setting can have, with what it takes (shown in errors).
 pub const SETTINGS: &[(&str, &str)] = &[
-    ("task", "a GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI"),
-    ("method", "full_ft, bitfit, frozen, b_q+b_m2 (bias kinds b_q b_k b_v b_m1 b_LN1 b_m2 b_m3 b_LN2), ref:query,…"),
+    (
+        "task",
+        "a GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI",
+    ),
+    (
+        "method",
+        "full_ft, bitfit, frozen, b_q+b_m2 (bias kinds b_q b_k b_v b_m1 b_LN1 b_m2 b_m3 b_LN2), ref:query,…",
+    ),
     ("lr", "a learning rate, e.g. 1e-3"),
     ("seed", "an integer run seed"),
     ("data_seed", "an integer seed for the training-size subset"),
-    ("train_size", "an integer number of training examples, or \"all\""),
+    (
+        "train_size",
+        "an integer number of training examples, or \"all\"",
+    ),
     ("model", "an HF model folder or hub id"),
     ("data", "a GLUE folder or hf:nyu-mll/glue"),
     ("backend", "ndarray, flex, tch, tch-cuda"),
     ("epochs", "an integer"),
-    ("min_steps", "an integer floor on optimizer steps (more epochs for small training sets)"),
+    (
+        "min_steps",
+        "an integer floor on optimizer steps (more epochs for small training sets)",
+    ),
     ("batch_size", "an integer"),
     ("max_length", "an integer"),
     ("head", "pooler, cls, mean"),
@@ -170,11 +182,19 @@ pub struct Cell {
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    src[..offset.min(src.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 fn valid_keys() -> String {
-    SETTINGS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+    SETTINGS
+        .iter()
+        .map(|(k, _)| *k)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Check one key/value; `at` says where it came from.
@@ -184,9 +204,12 @@ fn check_setting(key: &str, value: &Value, at: &str) -> Result<()> {
     };
     let mut t = toml::Table::new();
     t.insert(key.to_string(), value.clone());
-    let s: Settings = Value::Table(t)
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow!("{at}: key `{key}` = {value}: {} (expected {what})", e.message().trim()))?;
+    let s: Settings = Value::Table(t).try_into().map_err(|e: toml::de::Error| {
+        anyhow!(
+            "{at}: key `{key}` = {value}: {} (expected {what})",
+            e.message().trim()
+        )
+    })?;
     let semantic = || -> Result<()> {
         if let Some(t) = &s.task {
             t.parse::<Task>()?;
@@ -214,7 +237,11 @@ fn check_setting(key: &str, value: &Value, at: &str) -> Result<()> {
         if s.warmup_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
             bail!("`warmup_ratio` must be between 0 and 1");
         }
-        for (k, v) in [("epochs", s.epochs), ("batch_size", s.batch_size), ("max_length", s.max_length)] {
+        for (k, v) in [
+            ("epochs", s.epochs),
+            ("batch_size", s.batch_size),
+            ("max_length", s.max_length),
+        ] {
             if v == Some(0) {
                 bail!("`{k}` must be at least 1");
             }
@@ -251,14 +278,19 @@ impl Grid {
             let key = canonical_key(k.get_ref()).to_string();
             let where_ = format!("{} [base]", at(k));
             if v.get_ref().is_array() {
-                bail!("{where_}: key `{key}` is a list; lists belong in [axes] (or a [[zip]] group)");
+                bail!(
+                    "{where_}: key `{key}` is a list; lists belong in [axes] (or a [[zip]] group)"
+                );
             }
             check_setting(&key, v.get_ref(), &where_)?;
             origins.insert(key.clone(), Origin(where_));
             base.insert(key, v.get_ref().clone());
         }
         let mut axes: Vec<(Vec<String>, Vec<Vec<Value>>)> = Vec::new();
-        let claim = |key: &str, where_: &str, origins: &mut BTreeMap<String, Origin>| -> Result<()> {
+        let claim = |key: &str,
+                     where_: &str,
+                     origins: &mut BTreeMap<String, Origin>|
+         -> Result<()> {
             if let Some(Origin(prev)) = origins.get(key) {
                 bail!("{where_}: key `{key}` is already set at {prev}; set each key in one place");
             }
@@ -294,9 +326,14 @@ impl Grid {
                 cols.push(values);
             }
             if keys.is_empty() {
-                bail!("{file}: [[zip]] #{} is empty; give it two or more lists of equal length", gi + 1);
+                bail!(
+                    "{file}: [[zip]] #{} is empty; give it two or more lists of equal length",
+                    gi + 1
+                );
             }
-            let rows = (0..cols[0].len()).map(|r| cols.iter().map(|c| c[r].clone()).collect()).collect();
+            let rows = (0..cols[0].len())
+                .map(|r| cols.iter().map(|c| c[r].clone()).collect())
+                .collect();
             axes.push((keys, rows));
         }
         let mut overrides = Vec::new();
@@ -312,18 +349,35 @@ impl Grid {
                 }
             }
             if when.is_empty() {
-                bail!("{file}: [[override]] #{}: `when` is empty; name the cells it applies to", oi + 1);
+                bail!(
+                    "{file}: [[override]] #{}: `when` is empty; name the cells it applies to",
+                    oi + 1
+                );
             }
             overrides.push((when, set));
         }
         let name = g.name.unwrap_or_else(|| {
-            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "grid".into())
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "grid".into())
         });
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
             bail!("{file}: name `{name}` must be a plain folder name (no slashes)");
         }
-        let store = g.store.map(PathBuf::from).unwrap_or_else(|| Path::new("results").join(&name));
-        let grid = Grid { name, description: g.description, store, file: path.to_path_buf(), base, axes, overrides, origins };
+        let store = g
+            .store
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new("results").join(&name));
+        let grid = Grid {
+            name,
+            description: g.description,
+            store,
+            file: path.to_path_buf(),
+            base,
+            axes,
+            overrides,
+            origins,
+        };
         grid.check_required()?;
         Ok(grid)
     }
@@ -334,7 +388,11 @@ impl Grid {
                 bail!(
                     "{}: no `{key}` given; set it in [base] or as an axis ({})",
                     self.file.display(),
-                    SETTINGS.iter().find(|(k, _)| *k == key).map(|(_, w)| *w).unwrap_or("")
+                    SETTINGS
+                        .iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, w)| *w)
+                        .unwrap_or("")
                 );
             }
         }
@@ -343,9 +401,11 @@ impl Grid {
 
     /// Apply `--set key=value` (value in TOML syntax; bare words are strings; lists become axes).
     pub fn apply_set(&mut self, assignment: &str) -> Result<()> {
-        let (k, raw) = assignment
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--set {assignment}: expected key=value, e.g. --set epochs=3 or --set seeds=[0,1]"))?;
+        let (k, raw) = assignment.split_once('=').ok_or_else(|| {
+            anyhow!(
+                "--set {assignment}: expected key=value, e.g. --set epochs=3 or --set seeds=[0,1]"
+            )
+        })?;
         let key = canonical_key(k.trim()).to_string();
         let raw = raw.trim();
         let value: Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
@@ -365,7 +425,10 @@ impl Grid {
         for (keys, rows) in &mut self.axes {
             if let Some(i) = keys.iter().position(|x| *x == key) {
                 if keys.len() > 1 {
-                    bail!("{at}: `{key}` is zipped with {:?} in the grid file; change the file instead", keys);
+                    bail!(
+                        "{at}: `{key}` is zipped with {:?} in the grid file; change the file instead",
+                        keys
+                    );
                 }
                 keys.remove(i);
                 rows.clear();
@@ -374,7 +437,10 @@ impl Grid {
         self.axes.retain(|(keys, _)| !keys.is_empty());
         if value.is_array() {
             let values = axis_values(&key, &value, &at)?;
-            self.axes.push((vec![key.clone()], values.into_iter().map(|v| vec![v]).collect()));
+            self.axes.push((
+                vec![key.clone()],
+                values.into_iter().map(|v| vec![v]).collect(),
+            ));
         } else {
             check_setting(&key, &value, &at)?;
             self.base.insert(key.clone(), value);
@@ -402,7 +468,10 @@ impl Grid {
         }
         for c in cells.iter_mut() {
             for (when, set) in &self.overrides {
-                if when.iter().all(|(k, v)| c.get(k).is_some_and(|x| same(x, v))) {
+                if when
+                    .iter()
+                    .all(|(k, v)| c.get(k).is_some_and(|x| same(x, v)))
+                {
                     for (k, v) in set {
                         c.insert(k.clone(), v.clone());
                     }
@@ -432,7 +501,9 @@ fn same(a: &Value, b: &Value) -> bool {
 
 fn axis_values(key: &str, v: &Value, at: &str) -> Result<Vec<Value>> {
     let Some(list) = v.as_array() else {
-        bail!("{at}: axis `{key}` must be a list, e.g. {key} = [..]; single values belong in [base]");
+        bail!(
+            "{at}: axis `{key}` must be a list, e.g. {key} = [..]; single values belong in [base]"
+        );
     };
     if list.is_empty() {
         bail!("{at}: axis `{key}` is empty; give at least one value");
@@ -446,9 +517,18 @@ fn axis_values(key: &str, v: &Value, at: &str) -> Result<Vec<Value>> {
 /// Turn one cell's settings (validated) into a training configuration, with the defaults of the
 /// reference code for anything unset.
 pub fn resolve(settings: &BTreeMap<String, Value>) -> Result<TrainConfig> {
-    let table: toml::Table = settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let s: Settings = Value::Table(table).try_into().map_err(|e: toml::de::Error| anyhow!("{}", e.message()))?;
-    let task: Task = s.task.as_deref().ok_or_else(|| anyhow!("no task"))?.parse()?;
+    let table: toml::Table = settings
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let s: Settings = Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow!("{}", e.message()))?;
+    let task: Task = s
+        .task
+        .as_deref()
+        .ok_or_else(|| anyhow!("no task"))?
+        .parse()?;
     let method = Method::parse(s.method.as_deref().ok_or_else(|| anyhow!("no method"))?)?;
     let lr = s.lr.ok_or_else(|| anyhow!("no lr"))?;
     let model = PathBuf::from(s.model.unwrap_or_else(|| "models/all-MiniLM-L6-v2".into()));
@@ -470,12 +550,22 @@ pub fn resolve(settings: &BTreeMap<String, Value>) -> Result<TrainConfig> {
     c.data_seed = s.data_seed.unwrap_or(0);
     c.train_size = s.train_size.map(|x| x.get()).transpose()?.flatten();
     c.eval_size = s.eval_size.map(|x| x.get()).transpose()?.flatten();
-    c.backend = s.backend.as_deref().map(str::parse).transpose()?.unwrap_or_default();
+    c.backend = s
+        .backend
+        .as_deref()
+        .map(str::parse)
+        .transpose()?
+        .unwrap_or_default();
     c.epochs = s.epochs.unwrap_or(c.epochs);
     c.min_steps = s.min_steps;
     c.batch_size = s.batch_size.unwrap_or(c.batch_size);
     c.max_length = s.max_length.unwrap_or(c.max_length);
-    c.head = s.head.as_deref().map(str::parse).transpose()?.unwrap_or_default();
+    c.head = s
+        .head
+        .as_deref()
+        .map(str::parse)
+        .transpose()?
+        .unwrap_or_default();
     c.eval_train = s.eval_train.unwrap_or(c.eval_train);
     c.pad_to_max_length = s.pad_to_max_length.unwrap_or(false);
     c.schedule = match s.warmup_ratio {

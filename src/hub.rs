@@ -32,7 +32,11 @@ pub fn hub_cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("HF_HOME") {
         return PathBuf::from(p).join("hub");
     }
-    dirs::home_dir().unwrap_or_else(|| PathBuf::from(".")).join(".cache").join("huggingface").join("hub")
+    dirs::home_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".cache")
+        .join("huggingface")
+        .join("hub")
 }
 
 /// `models--org--name` for `org/name` (and `models--name` for a bare name such as `bert-base-cased`).
@@ -42,7 +46,12 @@ pub fn cache_repo_folder(kind: RepoKind, repo_id: &str) -> String {
 
 /// The snapshot folder of `repo_id` in the cache at `cache`, for `revision` (a ref such as
 /// `main`, or a commit hash). Falls back to the only snapshot when the ref file is absent.
-pub fn cached_snapshot(cache: &Path, kind: RepoKind, repo_id: &str, revision: &str) -> Result<PathBuf> {
+pub fn cached_snapshot(
+    cache: &Path,
+    kind: RepoKind,
+    repo_id: &str,
+    revision: &str,
+) -> Result<PathBuf> {
     let repo = cache.join(cache_repo_folder(kind, repo_id));
     let snaps = repo.join("snapshots");
     if !snaps.is_dir() {
@@ -58,7 +67,10 @@ pub fn cached_snapshot(cache: &Path, kind: RepoKind, repo_id: &str, revision: &s
     } else if snaps.join(revision).is_dir() {
         revision.to_string()
     } else {
-        let all: Vec<_> = std::fs::read_dir(&snaps)?.flatten().filter(|e| e.path().is_dir()).collect();
+        let all: Vec<_> = std::fs::read_dir(&snaps)?
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .collect();
         match all.as_slice() {
             [one] => one.file_name().to_string_lossy().into_owned(),
             _ => bail!(
@@ -70,7 +82,10 @@ pub fn cached_snapshot(cache: &Path, kind: RepoKind, repo_id: &str, revision: &s
     };
     let dir = snaps.join(&commit);
     if !dir.is_dir() {
-        bail!("{repo_id}: ref `{revision}` points at {commit}, but {} is missing", dir.display());
+        bail!(
+            "{repo_id}: ref `{revision}` points at {commit}, but {} is missing",
+            dir.display()
+        );
     }
     Ok(dir)
 }
@@ -81,16 +96,22 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
     let p = Path::new(spec);
     if p.is_dir() {
         if !p.join("config.json").is_file() {
-            bail!("{}: not a model folder (no config.json); expected an HF model folder", p.display());
+            bail!(
+                "{}: not a model folder (no config.json); expected an HF model folder",
+                p.display()
+            );
         }
         return Ok(p.to_path_buf());
     }
     if spec.starts_with('.') || spec.starts_with('/') || spec.matches('/').count() > 1 {
-        bail!("model folder {spec} does not exist; run scripts/fetch_minilm.sh or pass an HF model folder");
+        bail!(
+            "model folder {spec} does not exist; run scripts/fetch_minilm.sh or pass an HF model folder"
+        );
     }
     let (id, rev) = spec.split_once('@').unwrap_or((spec, "main"));
-    cached_snapshot(&hub_cache_dir(), RepoKind::Model, id, rev)
-        .with_context(|| format!("model `{spec}` is neither a folder nor in the Hugging Face cache"))
+    cached_snapshot(&hub_cache_dir(), RepoKind::Model, id, rev).with_context(|| {
+        format!("model `{spec}` is neither a folder nor in the Hugging Face cache")
+    })
 }
 
 /// Resolve a GLUE data root: a folder, or `hf:nyu-mll/glue` (any dataset id) from the hub cache.
@@ -114,7 +135,10 @@ pub fn resolve_data(spec: &str) -> Result<PathBuf> {
 
 /// `$HF_ENDPOINT` or the public hub.
 pub fn hub_endpoint() -> String {
-    std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()).trim_end_matches('/').to_string()
+    std::env::var("HF_ENDPOINT")
+        .unwrap_or_else(|_| "https://huggingface.co".into())
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// The files a BERT model needs (the rest of a hub repo — other frameworks' weights — is skipped).
@@ -150,7 +174,10 @@ pub fn fetch(
     revision: &str,
     want: &dyn Fn(&str) -> bool,
 ) -> Result<PathBuf> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(fetch_async(cache, endpoint, kind, repo_id, revision, want))
 }
 
@@ -162,22 +189,37 @@ async fn fetch_async(
     revision: &str,
     want: &dyn Fn(&str) -> bool,
 ) -> Result<PathBuf> {
-    let client = reqwest::Client::builder().user_agent(concat!("bitfit-repro/", env!("CARGO_PKG_VERSION"))).build()?;
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("bitfit-repro/", env!("CARGO_PKG_VERSION")))
+        .build()?;
     let auth = |r: reqwest::RequestBuilder| match std::env::var("HF_TOKEN") {
         Ok(t) if !t.is_empty() => r.bearer_auth(t),
         _ => r,
     };
-    let api = format!("{endpoint}/api/{}/{repo_id}/revision/{revision}", kind.prefix());
+    let api = format!(
+        "{endpoint}/api/{}/{repo_id}/revision/{revision}",
+        kind.prefix()
+    );
     let info: RepoInfo = auth(client.get(&api))
         .send()
         .await
         .with_context(|| format!("GET {api}"))?
         .error_for_status()
-        .with_context(|| format!("GET {api}: is `{repo_id}` a {} id on the hub?", kind.prefix().trim_end_matches('s')))?
+        .with_context(|| {
+            format!(
+                "GET {api}: is `{repo_id}` a {} id on the hub?",
+                kind.prefix().trim_end_matches('s')
+            )
+        })?
         .json()
         .await
         .with_context(|| format!("GET {api}: unexpected answer"))?;
-    let mut files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).filter(|f| want(f)).collect();
+    let mut files: Vec<String> = info
+        .siblings
+        .into_iter()
+        .map(|s| s.rfilename)
+        .filter(|f| want(f))
+        .collect();
     if files.iter().any(|f| f == "model.safetensors") {
         files.retain(|f| f != "pytorch_model.bin"); // one weights file is enough
     }
@@ -196,7 +238,11 @@ async fn fetch_async(
             continue; // already in the cache
         }
         let url = format!("{url_prefix}/{f}");
-        let resp = auth(client.get(&url)).send().await.with_context(|| format!("GET {url}"))?.error_for_status()?;
+        let resp = auth(client.get(&url))
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?
+            .error_for_status()?;
         let etag = resp
             .headers()
             .get("x-linked-etag")
@@ -204,14 +250,21 @@ async fn fetch_async(
             .and_then(|v| v.to_str().ok())
             .map(|s| s.trim_start_matches("W/").trim_matches('"').to_string())
             .unwrap_or_else(|| format!("{}-{}", info.sha, f.replace('/', "-")));
-        let bytes = resp.bytes().await.with_context(|| format!("downloading {url}"))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .with_context(|| format!("downloading {url}"))?;
         let blob = repo.join("blobs").join(&etag);
         crate::store::write_atomic(&blob, &bytes)?;
         std::fs::create_dir_all(link.parent().expect("file in snapshot"))?;
         let depth = f.matches('/').count() + 2;
-        let rel: PathBuf = std::iter::repeat_n("..", depth).collect::<PathBuf>().join("blobs").join(&etag);
+        let rel: PathBuf = std::iter::repeat_n("..", depth)
+            .collect::<PathBuf>()
+            .join("blobs")
+            .join(&etag);
         #[cfg(unix)]
-        std::os::unix::fs::symlink(&rel, &link).with_context(|| format!("linking {}", link.display()))?;
+        std::os::unix::fs::symlink(&rel, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
         #[cfg(not(unix))]
         std::fs::copy(&blob, &link).map(|_| ())?;
     }

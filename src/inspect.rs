@@ -8,10 +8,18 @@ use crate::model::{BertConfig, BiasKind};
 
 /// Methods whose share `repro inspect` lists (paper Table 3 rows).
 pub fn listed_methods() -> Vec<Method> {
-    ["full_ft", "bitfit", "b_q+b_m2", "b_m2", "b_q", "frozen", "rand_uniform"]
-        .iter()
-        .map(|m| Method::parse(m).expect("listed methods parse"))
-        .collect()
+    [
+        "full_ft",
+        "bitfit",
+        "b_q+b_m2",
+        "b_m2",
+        "b_q",
+        "frozen",
+        "rand_uniform",
+    ]
+    .iter()
+    .map(|m| Method::parse(m).expect("listed methods parse"))
+    .collect()
 }
 
 /// Counts that `repro inspect` reports.
@@ -29,7 +37,11 @@ pub struct Inspection {
 
 fn group_of(name: &str) -> &'static str {
     if name.starts_with("embeddings.") {
-        if name.contains("LayerNorm") { "embeddings LayerNorm" } else { "embeddings" }
+        if name.contains("LayerNorm") {
+            "embeddings LayerNorm"
+        } else {
+            "embeddings"
+        }
     } else if name.starts_with("pooler.") {
         "pooler"
     } else if name.contains("attention.self.") {
@@ -62,8 +74,16 @@ pub fn inspect(cfg: &BertConfig) -> Inspection {
     let bias_kinds = BiasKind::ALL
         .iter()
         .map(|k| {
-            let per_layer = shapes.iter().find(|(n, _)| *n == k.hf_name(0)).map(|(_, s)| numel(s)).unwrap_or(0);
-            (k.name().to_string(), per_layer, per_layer * cfg.num_hidden_layers)
+            let per_layer = shapes
+                .iter()
+                .find(|(n, _)| *n == k.hf_name(0))
+                .map(|(_, s)| numel(s))
+                .unwrap_or(0);
+            (
+                k.name().to_string(),
+                per_layer,
+                per_layer * cfg.num_hidden_layers,
+            )
         })
         .collect();
     let methods = listed_methods()
@@ -73,7 +93,13 @@ pub fn inspect(cfg: &BertConfig) -> Inspection {
             (m.to_string(), n, n.map(|n| 100.0 * n as f64 / total as f64))
         })
         .collect();
-    Inspection { config: cfg.clone(), total, groups, bias_kinds, methods }
+    Inspection {
+        config: cfg.clone(),
+        total,
+        groups,
+        bias_kinds,
+        methods,
+    }
 }
 
 impl Inspection {
@@ -94,14 +120,36 @@ impl Inspection {
             c.layer_norm_eps,
             c.hidden_act
         );
-        let _ = writeln!(s, "encoder parameters: {} ({:.2}M)\n", fmt_int(self.total), self.total as f64 / 1e6);
+        let _ = writeln!(
+            s,
+            "encoder parameters: {} ({:.2}M)\n",
+            fmt_int(self.total),
+            self.total as f64 / 1e6
+        );
         let _ = writeln!(s, "{:<28} {:>14} {:>9}", "group", "parameters", "share");
         for (g, n) in &self.groups {
-            let _ = writeln!(s, "{:<28} {:>14} {:>8.3}%", g, fmt_int(*n), 100.0 * *n as f64 / self.total as f64);
+            let _ = writeln!(
+                s,
+                "{:<28} {:>14} {:>8.3}%",
+                g,
+                fmt_int(*n),
+                100.0 * *n as f64 / self.total as f64
+            );
         }
-        let _ = writeln!(s, "\n{:<8} {:>10} {:>12} {:>9}", "bias", "per layer", "all layers", "share");
+        let _ = writeln!(
+            s,
+            "\n{:<8} {:>10} {:>12} {:>9}",
+            "bias", "per layer", "all layers", "share"
+        );
         for (k, per, all) in &self.bias_kinds {
-            let _ = writeln!(s, "{:<8} {:>10} {:>12} {:>8.4}%", k, fmt_int(*per), fmt_int(*all), 100.0 * *all as f64 / self.total as f64);
+            let _ = writeln!(
+                s,
+                "{:<8} {:>10} {:>12} {:>8.4}%",
+                k,
+                fmt_int(*per),
+                fmt_int(*all),
+                100.0 * *all as f64 / self.total as f64
+            );
         }
         let _ = writeln!(
             s,

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use bitfit_repro::{backend::Backend, data, hub, inspect, model, tokenize};
 
 #[derive(Parser)]
-#[command(name = "repro", version, about = "Reproduce BitFit: bias-only fine-tuning of BERT encoders, with burn")]
+#[command(
+    name = "repro",
+    version,
+    about = "Reproduce BitFit: bias-only fine-tuning of BERT encoders, with burn"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -139,19 +143,43 @@ struct BenchArgs {
 fn bench(a: BenchArgs) -> Result<()> {
     use bitfit_repro::bench;
     let (name, cfg) = match a.shape.as_deref() {
-        Some("bert-base-cased") => ("bert-base-cased".to_string(), model::BertConfig::bert_base_cased()),
-        Some("bert-large-cased") => ("bert-large-cased".to_string(), model::BertConfig::bert_large_cased()),
-        Some(s) => anyhow::bail!("--shape `{s}`: valid shapes are bert-base-cased, bert-large-cased"),
+        Some("bert-base-cased") => (
+            "bert-base-cased".to_string(),
+            model::BertConfig::bert_base_cased(),
+        ),
+        Some("bert-large-cased") => (
+            "bert-large-cased".to_string(),
+            model::BertConfig::bert_large_cased(),
+        ),
+        Some(s) => {
+            anyhow::bail!("--shape `{s}`: valid shapes are bert-base-cased, bert-large-cased")
+        }
         None => {
             let dir = hub::resolve_model(&a.model)?;
-            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            (name, model::BertConfig::from_file(&dir.join("config.json"))?)
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (
+                name,
+                model::BertConfig::from_file(&dir.join("config.json"))?,
+            )
         }
     };
     if a.one {
         let backend = a.backend.unwrap_or_default();
-        let method = bitfit_repro::finetune::Method::parse(a.method.as_deref().unwrap_or("full_ft"))?;
-        let row = bench::bench_one(&name, &cfg, backend, &method, a.batch_size, a.seq_len, a.warmup, a.steps)?;
+        let method =
+            bitfit_repro::finetune::Method::parse(a.method.as_deref().unwrap_or("full_ft"))?;
+        let row = bench::bench_one(
+            &name,
+            &cfg,
+            backend,
+            &method,
+            a.batch_size,
+            a.seq_len,
+            a.warmup,
+            a.steps,
+        )?;
         println!("{}", serde_json::to_string(&row)?);
         return Ok(());
     }
@@ -250,28 +278,48 @@ fn run_grid(a: RunArgs) -> Result<()> {
         }
         children = runner::spawn_workers(a.jobs - 1, &args)?;
     }
-    let opts = runner::RunOptions { retry_failed: a.retry_failed, shard, quiet: a.quiet, deadline };
+    let opts = runner::RunOptions {
+        retry_failed: a.retry_failed,
+        shard,
+        quiet: a.quiet,
+        deadline,
+    };
     let s = runner::execute(&grid, &runs, &store, &opts)?;
     runner::wait_workers(children)?;
     if !a.quiet {
         println!(
             "grid {}: {} trained, {} diverged, {} failed, {} already done, {} taken by other workers — store {}",
-            grid.name, s.trained, s.diverged, s.failed, s.skipped_done, s.skipped_locked, store.root.display()
+            grid.name,
+            s.trained,
+            s.diverged,
+            s.failed,
+            s.skipped_done,
+            s.skipped_locked,
+            store.root.display()
         );
         if deadline.is_some() {
-            let mine: Vec<runner::PlannedRun> =
-                runs.iter().enumerate().filter(|(i, _)| runner::in_shard(*i, shard)).map(|(_, r)| r.clone()).collect();
+            let mine: Vec<runner::PlannedRun> = runs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| runner::in_shard(*i, shard))
+                .map(|(_, r)| r.clone())
+                .collect();
             let (left, est) = runner::remaining(&mine, &store, a.retry_failed);
             println!(
                 "time limit: {} done, {left} left (estimated {}), {} not started for lack of time",
                 mine.len() - left,
-                est.map_or("unknown: no comparable finished run yet".into(), |t| runner::human_seconds(t)),
+                est.map_or("unknown: no comparable finished run yet".into(), |t| {
+                    runner::human_seconds(t)
+                }),
                 s.skipped_time
             );
         }
     }
     if s.failed > 0 {
-        anyhow::bail!("{} run(s) failed; see their log.txt in the store, fix, and rerun with --retry-failed", s.failed);
+        anyhow::bail!(
+            "{} run(s) failed; see their log.txt in the store, fix, and rerun with --retry-failed",
+            s.failed
+        );
     }
     Ok(())
 }
@@ -334,7 +382,13 @@ fn train(a: TrainArgs) -> Result<()> {
     let task: data::Task = a.task.parse()?;
     let model = hub::resolve_model(&a.model)?;
     let data_dir = hub::resolve_data(&a.data)?;
-    let mut cfg = TrainConfig::reference(task, model, data_dir, finetune::Method::parse(&a.method)?, a.lr);
+    let mut cfg = TrainConfig::reference(
+        task,
+        model,
+        data_dir,
+        finetune::Method::parse(&a.method)?,
+        a.lr,
+    );
     cfg.epochs = a.epochs;
     cfg.min_steps = a.min_steps;
     cfg.batch_size = a.batch_size;
@@ -344,16 +398,26 @@ fn train(a: TrainArgs) -> Result<()> {
     cfg.train_size = a.train_size;
     cfg.backend = a.backend;
     cfg.head = a.head.parse()?;
-    cfg.schedule = a.warmup_ratio.map_or(Schedule::Constant, |r| Schedule::Linear { warmup_ratio: r });
+    cfg.schedule = a
+        .warmup_ratio
+        .map_or(Schedule::Constant, |r| Schedule::Linear { warmup_ratio: r });
     cfg.eval_train = !a.no_eval_train;
     cfg.pad_to_max_length = a.pad_to_max_length;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(
+            "epoch {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+        )
+        .expect("valid template"),
     );
     let result = finetune::train(&cfg, |ev| {
-        if let finetune::train::Event::Step { epoch, step, steps_per_epoch, loss } = ev {
+        if let finetune::train::Event::Step {
+            epoch,
+            step,
+            steps_per_epoch,
+            loss,
+        } = ev
+        {
             bar.set_length(steps_per_epoch as u64);
             bar.set_position(step as u64);
             bar.set_message(format!("{epoch} loss {loss:.4}"));
@@ -373,13 +437,36 @@ fn train(a: TrainArgs) -> Result<()> {
     );
     for e in &result.epochs {
         let fmt = |s: &bitfit_repro::finetune::train::Scores| {
-            s.iter().map(|(k, v)| format!("{k} {:.1}", 100.0 * v)).collect::<Vec<_>>().join(", ")
+            s.iter()
+                .map(|(k, v)| format!("{k} {:.1}", 100.0 * v))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let dev: Vec<String> = e.dev.iter().map(|(n, s)| format!("{n}: {}", fmt(s))).collect();
-        let train = e.train.as_ref().map(|s| format!(" | train: {}", fmt(s))).unwrap_or_default();
-        println!("epoch {:>2}: loss {:.4} | {}{} ({:.0} s)", e.epoch, e.train_loss, dev.join(" | "), train, e.seconds);
+        let dev: Vec<String> = e
+            .dev
+            .iter()
+            .map(|(n, s)| format!("{n}: {}", fmt(s)))
+            .collect();
+        let train = e
+            .train
+            .as_ref()
+            .map(|s| format!(" | train: {}", fmt(s)))
+            .unwrap_or_default();
+        println!(
+            "epoch {:>2}: loss {:.4} | {}{} ({:.0} s)",
+            e.epoch,
+            e.train_loss,
+            dev.join(" | "),
+            train,
+            e.seconds
+        );
     }
-    println!("best epoch {} by dev {}{}", result.best_epoch, result.headline, if result.diverged { " (DIVERGED)" } else { "" });
+    println!(
+        "best epoch {} by dev {}{}",
+        result.best_epoch,
+        result.headline,
+        if result.diverged { " (DIVERGED)" } else { "" }
+    );
     if let Some(out) = a.out {
         let tmp = out.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(&result)?)?;
@@ -402,11 +489,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Inspect { model, shape, backend, json } => {
+        Cmd::Inspect {
+            model,
+            shape,
+            backend,
+            json,
+        } => {
             let cfg = match (&model, shape.as_deref()) {
                 (_, Some("bert-base-cased")) => model::BertConfig::bert_base_cased(),
                 (_, Some("bert-large-cased")) => model::BertConfig::bert_large_cased(),
-                (_, Some(s)) => anyhow::bail!("--shape `{s}`: valid shapes are bert-base-cased, bert-large-cased"),
+                (_, Some(s)) => anyhow::bail!(
+                    "--shape `{s}`: valid shapes are bert-base-cased, bert-large-cased"
+                ),
                 (Some(m), None) => {
                     let dir = hub::resolve_model(m)?;
                     let ckpt = model::Checkpoint::open(&dir)?;
@@ -434,27 +528,51 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", ins.render());
             }
         }
-        Cmd::Data { data: root, tasks, subset: Some(n), data_seed } => {
-            let [task] = tasks.as_slice() else { anyhow::bail!("--subset takes exactly one task, e.g. repro data SST-2 --subset 100") };
+        Cmd::Data {
+            data: root,
+            tasks,
+            subset: Some(n),
+            data_seed,
+        } => {
+            let [task] = tasks.as_slice() else {
+                anyhow::bail!("--subset takes exactly one task, e.g. repro data SST-2 --subset 100")
+            };
             let task: data::Task = task.parse()?;
-            let rows = data::Glue::new(hub::resolve_data(&root)?).load(task, data::Split::Train)?.len();
+            let rows = data::Glue::new(hub::resolve_data(&root)?)
+                .load(task, data::Split::Train)?
+                .len();
             let keep = bitfit_repro::finetune::train::subset_indices(rows, Some(n), data_seed);
             println!("{}", serde_json::to_string(&keep)?);
         }
-        Cmd::Data { data: root, tasks, subset: None, .. } => {
+        Cmd::Data {
+            data: root,
+            tasks,
+            subset: None,
+            ..
+        } => {
             let glue = data::Glue::new(hub::resolve_data(&root)?);
             let tasks: Vec<data::Task> = if tasks.is_empty() {
                 data::Task::all().to_vec()
             } else {
                 tasks.iter().map(|t| t.parse()).collect::<Result<_>>()?
             };
-            println!("{:<6} {:<15} {:>7}  {:<40} file", "task", "split", "rows", "labels");
+            println!(
+                "{:<6} {:<15} {:>7}  {:<40} file",
+                "task", "split", "rows", "labels"
+            );
             for t in tasks {
-                for split in [data::Split::Train, data::Split::Dev, data::Split::DevMismatched, data::Split::Test] {
+                for split in [
+                    data::Split::Train,
+                    data::Split::Dev,
+                    data::Split::DevMismatched,
+                    data::Split::Test,
+                ] {
                     if split == data::Split::DevMismatched && t != data::Task::Mnli {
                         continue;
                     }
-                    let Ok(file) = glue.locate(t, split) else { continue };
+                    let Ok(file) = glue.locate(t, split) else {
+                        continue;
+                    };
                     let ex = glue.load(t, split)?;
                     let labels = if t.is_regression() {
                         String::from("(scores)")
@@ -463,19 +581,38 @@ fn run(cli: Cli) -> Result<()> {
                         if c.iter().sum::<usize>() == 0 {
                             "(unlabelled)".into()
                         } else {
-                            t.labels().iter().zip(c).map(|(l, n)| format!("{l}:{n}")).collect::<Vec<_>>().join(" ")
+                            t.labels()
+                                .iter()
+                                .zip(c)
+                                .map(|(l, n)| format!("{l}:{n}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
                         }
                     };
                     let f: PathBuf = file.paths()[0].to_path_buf();
-                    println!("{:<6} {:<15} {:>7}  {:<40} {}", t.name(), split.to_string(), ex.len(), labels, f.display());
+                    println!(
+                        "{:<6} {:<15} {:>7}  {:<40} {}",
+                        t.name(),
+                        split.to_string(),
+                        ex.len(),
+                        labels,
+                        f.display()
+                    );
                 }
             }
         }
         Cmd::Train(a) => train(a)?,
-        Cmd::Report { results, out, epoch_rule, exclude_degenerate } => {
+        Cmd::Report {
+            results,
+            out,
+            epoch_rule,
+            exclude_degenerate,
+        } => {
             let stores: Vec<PathBuf> = if results.is_empty() {
                 let mut v: Vec<PathBuf> = std::fs::read_dir("results")
-                    .map_err(|e| anyhow::anyhow!("results/: {e}; run a grid first or pass --results DIR"))?
+                    .map_err(|e| {
+                        anyhow::anyhow!("results/: {e}; run a grid first or pass --results DIR")
+                    })?
                     .flatten()
                     .map(|e| e.path())
                     .filter(|p| p.join("runs").is_dir())
@@ -486,7 +623,10 @@ fn run(cli: Cli) -> Result<()> {
                 results
             };
             let refs: Vec<&std::path::Path> = stores.iter().map(|p| p.as_path()).collect();
-            let rules = bitfit_repro::report::Rules { epoch: epoch_rule, exclude_degenerate };
+            let rules = bitfit_repro::report::Rules {
+                epoch: epoch_rule,
+                exclude_degenerate,
+            };
             let w = bitfit_repro::report::report(&refs, &out, &rules)?;
             print!("{}", w.table3);
             for s in &w.skipped {
@@ -495,16 +635,36 @@ fn run(cli: Cli) -> Result<()> {
             println!("written to {}/: {}", out.display(), w.files.join(", "));
         }
         Cmd::Bench(a) => bench(a)?,
-        Cmd::Fetch { id, dataset, revision, configs } => {
-            let kind = if dataset { hub::RepoKind::Dataset } else { hub::RepoKind::Model };
-            let configs: Option<Vec<String>> = configs.map(|c| c.split(',').map(|x| format!("{}/", x.trim())).collect());
+        Cmd::Fetch {
+            id,
+            dataset,
+            revision,
+            configs,
+        } => {
+            let kind = if dataset {
+                hub::RepoKind::Dataset
+            } else {
+                hub::RepoKind::Model
+            };
+            let configs: Option<Vec<String>> =
+                configs.map(|c| c.split(',').map(|x| format!("{}/", x.trim())).collect());
             let want = |f: &str| match kind {
                 hub::RepoKind::Model => hub::MODEL_FILES.contains(&f),
                 hub::RepoKind::Dataset => {
-                    f.ends_with(".parquet") && configs.as_ref().is_none_or(|c| c.iter().any(|p| f.starts_with(p.as_str())))
+                    f.ends_with(".parquet")
+                        && configs
+                            .as_ref()
+                            .is_none_or(|c| c.iter().any(|p| f.starts_with(p.as_str())))
                 }
             };
-            let dir = hub::fetch(&hub::hub_cache_dir(), &hub::hub_endpoint(), kind, &id, &revision, &want)?;
+            let dir = hub::fetch(
+                &hub::hub_cache_dir(),
+                &hub::hub_endpoint(),
+                kind,
+                &id,
+                &revision,
+                &want,
+            )?;
             println!("{id}@{revision} is in the cache at {}", dir.display());
         }
         Cmd::Run(a) => run_grid(a)?,
@@ -514,11 +674,19 @@ fn run(cli: Cli) -> Result<()> {
             let store = bitfit_repro::store::Store::open(&grid.store)?;
             bitfit_repro::runner::print_status(&grid, &runs, &store);
         }
-        Cmd::Tokenize { model, text, pair, max_length } => {
+        Cmd::Tokenize {
+            model,
+            text,
+            pair,
+            max_length,
+        } => {
             let dir = hub::resolve_model(&model)?;
             let tok = tokenize::BertTokenizer::from_model_dir(&dir, max_length)?;
             let e = tok.encode(&text, pair.as_deref())?;
-            println!("input_ids: {:?}\ntoken_type_ids: {:?}", e.input_ids, e.token_type_ids);
+            println!(
+                "input_ids: {:?}\ntoken_type_ids: {:?}",
+                e.input_ids, e.token_type_ids
+            );
         }
     }
     Ok(())

@@ -23,13 +23,22 @@ pub fn f1(labels: &[usize], preds: &[usize]) -> f64 {
             _ => {}
         }
     }
-    if tp == 0.0 { 0.0 } else { 2.0 * tp / (2.0 * tp + fp + fneg) }
+    if tp == 0.0 {
+        0.0
+    } else {
+        2.0 * tp / (2.0 * tp + fp + fneg)
+    }
 }
 
 /// Matthews correlation coefficient, sklearn's multi-class formula; 0 when undefined
 /// (e.g. constant predictions).
 pub fn matthews(labels: &[usize], preds: &[usize]) -> f64 {
-    let k = labels.iter().chain(preds).copied().max().map_or(0, |m| m + 1);
+    let k = labels
+        .iter()
+        .chain(preds)
+        .copied()
+        .max()
+        .map_or(0, |m| m + 1);
     let mut t = vec![0f64; k];
     let mut p = vec![0f64; k];
     let mut c = 0f64;
@@ -93,8 +102,14 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
 /// Model outputs on one split, ready for scoring.
 #[derive(Clone, Debug)]
 pub enum Outputs {
-    Classes { labels: Vec<usize>, preds: Vec<usize> },
-    Scores { labels: Vec<f64>, preds: Vec<f64> },
+    Classes {
+        labels: Vec<usize>,
+        preds: Vec<usize>,
+    },
+    Scores {
+        labels: Vec<f64>,
+        preds: Vec<f64>,
+    },
 }
 
 /// Every metric of `task` (names as in [`Metric`]'s Display), as fractions (not ×100).

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use burn::module::{ModuleVisitor, Param};
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig,
+};
 use burn::prelude::*;
 use burn::tensor::activation::{softmax, tanh};
 
@@ -64,10 +67,12 @@ fn default_act() -> String {
 
 impl BertConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let cfg: BertConfig =
-            serde_json::from_str(&text).with_context(|| format!("{}: not a BERT config.json", path.display()))?;
-        cfg.validate().with_context(|| format!("{}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let cfg: BertConfig = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a BERT config.json", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("{}", path.display()))?;
         Ok(cfg)
     }
 
@@ -78,10 +83,20 @@ impl BertConfig {
             bail!("model_type `{t}` is not supported (only `bert`)");
         }
         if self.hidden_size % self.num_attention_heads != 0 {
-            bail!("hidden_size {} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads);
+            bail!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size,
+                self.num_attention_heads
+            );
         }
-        if !matches!(self.hidden_act.as_str(), "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu") {
-            bail!("hidden_act `{}` is not supported (gelu, gelu_new, relu)", self.hidden_act);
+        if !matches!(
+            self.hidden_act.as_str(),
+            "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu"
+        ) {
+            bail!(
+                "hidden_act `{}` is not supported (gelu, gelu_new, relu)",
+                self.hidden_act
+            );
         }
         Ok(())
     }
@@ -121,7 +136,9 @@ impl BertConfig {
 // paper notation
 
 /// The bias kinds of one BERT layer, in the paper's notation (Table 3 / Fig. 1 rows).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[allow(non_camel_case_types)]
 pub enum BiasKind {
     b_q,
@@ -183,7 +200,10 @@ impl BiasKind {
         let rest = name.strip_prefix("encoder.layer.")?;
         let (layer, suffix) = rest.split_once('.')?;
         let layer = layer.parse().ok()?;
-        BiasKind::ALL.iter().find(|k| k.hf_suffix() == suffix).map(|k| (layer, *k))
+        BiasKind::ALL
+            .iter()
+            .find(|k| k.hf_suffix() == suffix)
+            .map(|k| (layer, *k))
     }
 }
 
@@ -196,10 +216,14 @@ impl fmt::Display for BiasKind {
 impl std::str::FromStr for BiasKind {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<BiasKind> {
-        BiasKind::ALL.iter().copied().find(|k| k.name() == s).ok_or_else(|| {
-            let names: Vec<_> = BiasKind::ALL.iter().map(|k| k.name()).collect();
-            anyhow!("unknown bias term `{s}`; valid: {}", names.join(", "))
-        })
+        BiasKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = BiasKind::ALL.iter().map(|k| k.name()).collect();
+                anyhow!("unknown bias term `{s}`; valid: {}", names.join(", "))
+            })
     }
 }
 
@@ -322,7 +346,9 @@ fn linear(i: usize, o: usize, dev: &Device) -> Linear {
     LinearConfig::new(i, o).init(dev)
 }
 fn ln(cfg: &BertConfig, dev: &Device) -> LayerNorm {
-    LayerNormConfig::new(cfg.hidden_size).with_epsilon(cfg.layer_norm_eps).init(dev)
+    LayerNormConfig::new(cfg.hidden_size)
+        .with_epsilon(cfg.layer_norm_eps)
+        .init(dev)
 }
 
 impl BertModel {
@@ -345,9 +371,16 @@ impl BertModel {
                         dropout: DropoutConfig::new(cfg.attention_probs_dropout_prob).init(),
                         num_heads: cfg.num_attention_heads,
                     },
-                    output: BertSelfOutput { dense: linear(h, h, dev), layer_norm: ln(cfg, dev), dropout: hd.init() },
+                    output: BertSelfOutput {
+                        dense: linear(h, h, dev),
+                        layer_norm: ln(cfg, dev),
+                        dropout: hd.init(),
+                    },
                 },
-                intermediate: BertIntermediate { dense: linear(h, cfg.intermediate_size, dev), act },
+                intermediate: BertIntermediate {
+                    dense: linear(h, cfg.intermediate_size, dev),
+                    act,
+                },
                 output: BertOutput {
                     dense: linear(cfg.intermediate_size, h, dev),
                     layer_norm: ln(cfg, dev),
@@ -364,16 +397,25 @@ impl BertModel {
                 dropout: hd.init(),
             },
             encoder: BertEncoder { layer: layers },
-            pooler: BertPooler { dense: linear(h, h, dev) },
+            pooler: BertPooler {
+                dense: linear(h, h, dev),
+            },
         }
     }
 
     /// Last hidden states `[batch, seq, hidden]`.
     /// `mask` is the attention mask as floats (1 = token, 0 = padding), `[batch, seq]`.
-    pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        input_ids: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        mask: Tensor<2>,
+    ) -> Tensor<3> {
         let [b, s] = input_ids.dims();
         let dev = input_ids.device();
-        let pos = Tensor::<1, Int>::arange(0..s as i64, &dev).reshape([1, s]).expand([b, s]);
+        let pos = Tensor::<1, Int>::arange(0..s as i64, &dev)
+            .reshape([1, s])
+            .expand([b, s]);
         let e = &self.embeddings;
         let x = e.word_embeddings.forward(input_ids)
             + e.position_embeddings.forward(pos)
@@ -400,10 +442,13 @@ impl BertLayer {
         let a = &self.attention;
         let ctx = a.self_attn.forward(x.clone(), add_mask);
         let o = &a.output;
-        let x = o.layer_norm.forward(o.dropout.forward(o.dense.forward(ctx)) + x);
+        let x = o
+            .layer_norm
+            .forward(o.dropout.forward(o.dense.forward(ctx)) + x);
         let inter = self.intermediate.forward(x.clone());
         let o = &self.output;
-        o.layer_norm.forward(o.dropout.forward(o.dense.forward(inter)) + x)
+        o.layer_norm
+            .forward(o.dropout.forward(o.dense.forward(inter)) + x)
     }
 }
 
@@ -462,17 +507,32 @@ pub struct BertClassifier {
 impl BertClassifier {
     /// Wrap a loaded encoder with a new head: weight N(0, 0.02), bias 0, as HF's `_init_weights`.
     /// The weight is drawn from `seed` on the CPU so every backend starts from the same head.
-    pub fn new(bert: BertModel, cfg: &BertConfig, num_labels: usize, pooling: HeadPooling, seed: u64, dev: &Device) -> Self {
+    pub fn new(
+        bert: BertModel,
+        cfg: &BertConfig,
+        num_labels: usize,
+        pooling: HeadPooling,
+        seed: u64,
+        dev: &Device,
+    ) -> Self {
         use rand::SeedableRng;
         use rand_distr::{Distribution, Normal};
         let h = cfg.hidden_size;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let normal = Normal::new(0.0f32, 0.02).expect("valid normal");
-        let w: Vec<f32> = (0..h * num_labels).map(|_| normal.sample(&mut rng)).collect();
+        let w: Vec<f32> = (0..h * num_labels)
+            .map(|_| normal.sample(&mut rng))
+            .collect();
         let mut classifier = linear(h, num_labels, dev);
-        classifier.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [h, num_labels]), dev));
+        classifier.weight =
+            Param::from_tensor(Tensor::from_data(TensorData::new(w, [h, num_labels]), dev));
         classifier.bias = Some(Param::from_tensor(Tensor::zeros([num_labels], dev)));
-        BertClassifier { bert, dropout: DropoutConfig::new(cfg.hidden_dropout_prob).init(), classifier, pooling }
+        BertClassifier {
+            bert,
+            dropout: DropoutConfig::new(cfg.hidden_dropout_prob).init(),
+            classifier,
+            pooling,
+        }
     }
 
     /// Set the head from HF-layout tensors (`classifier.weight` is `[num_labels, hidden]`).
@@ -485,12 +545,21 @@ impl BertClassifier {
                 w[i * n + o] = weight_out_in[o * h + i];
             }
         }
-        self.classifier.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [h, n]), dev));
-        self.classifier.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias.to_vec(), [n]), dev)));
+        self.classifier.weight =
+            Param::from_tensor(Tensor::from_data(TensorData::new(w, [h, n]), dev));
+        self.classifier.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(bias.to_vec(), [n]),
+            dev,
+        )));
     }
 
     /// Logits `[batch, num_labels]`.
-    pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+    pub fn forward(
+        &self,
+        input_ids: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        mask: Tensor<2>,
+    ) -> Tensor<2> {
         let hidden = self.bert.forward(input_ids, token_type_ids, mask.clone());
         let [b, s, h] = hidden.dims();
         let features = match self.pooling {
@@ -586,9 +655,16 @@ impl Checkpoint {
         } else if bin.is_file() {
             bin
         } else {
-            bail!("{}: no model.safetensors or pytorch_model.bin; an HF model folder needs one of them", dir.display())
+            bail!(
+                "{}: no model.safetensors or pytorch_model.bin; an HF model folder needs one of them",
+                dir.display()
+            )
         };
-        Ok(Checkpoint { dir: dir.to_path_buf(), config, weights })
+        Ok(Checkpoint {
+            dir: dir.to_path_buf(),
+            config,
+            weights,
+        })
     }
 
     /// Build the encoder on `dev` and load the checkpoint's tensors into it.
@@ -621,11 +697,15 @@ pub fn load_weights(model: &mut BertModel, file: &Path) -> Result<LoadReport> {
     let is_bin = file.extension().is_some_and(|e| e == "bin");
     let result = if is_bin {
         // PytorchStore always applies PyTorchToBurnAdapter itself
-        let mut store = burn_store::PytorchStore::from_file(file).allow_partial(true).validate(false);
+        let mut store = burn_store::PytorchStore::from_file(file)
+            .allow_partial(true)
+            .validate(false);
         for (a, b) in remap {
             store = store.with_key_remapping(a, b);
         }
-        model.load_from(&mut store).map_err(|e| anyhow!("{}: {e}", file.display()))?
+        model
+            .load_from(&mut store)
+            .map_err(|e| anyhow!("{}: {e}", file.display()))?
     } else {
         let mut store = burn_store::SafetensorsStore::from_file(file)
             .with_from_adapter(PyTorchToBurnAdapter)
@@ -634,7 +714,9 @@ pub fn load_weights(model: &mut BertModel, file: &Path) -> Result<LoadReport> {
         for (a, b) in remap {
             store = store.with_key_remapping(a, b);
         }
-        model.load_from(&mut store).map_err(|e| anyhow!("{}: {e}", file.display()))?
+        model
+            .load_from(&mut store)
+            .map_err(|e| anyhow!("{}: {e}", file.display()))?
     };
     let mut problems = Vec::new();
     let missing: Vec<String> = result.missing.iter().map(|(p, _)| hf_name(p)).collect();
@@ -645,30 +727,51 @@ pub fn load_weights(model: &mut BertModel, file: &Path) -> Result<LoadReport> {
     let mut unexpected = Vec::new();
     for k in &result.unused {
         let hf = hf_name(k);
-        if is_ignorable(&hf) { ignored.push(hf) } else { unexpected.push(hf) }
+        if is_ignorable(&hf) {
+            ignored.push(hf)
+        } else {
+            unexpected.push(hf)
+        }
     }
     if !unexpected.is_empty() {
         problems.push(format!("unexpected tensors: {}", unexpected.join(", ")));
     }
     if !result.errors.is_empty() {
         let errs: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-        problems.push(format!("mis-shaped or unreadable tensors: {}", errs.join("; ")));
+        problems.push(format!(
+            "mis-shaped or unreadable tensors: {}",
+            errs.join("; ")
+        ));
     }
     if !problems.is_empty() {
-        bail!("{} does not fit the model of config.json: {}", file.display(), problems.join(" | "));
+        bail!(
+            "{} does not fit the model of config.json: {}",
+            file.display(),
+            problems.join(" | ")
+        );
     }
     let classifier = if is_bin { None } else { read_classifier(file)? };
-    Ok(LoadReport { file: file.to_path_buf(), applied: result.applied.len(), ignored, classifier })
+    Ok(LoadReport {
+        file: file.to_path_buf(),
+        applied: result.applied.len(),
+        ignored,
+        classifier,
+    })
 }
 
 /// The `classifier.weight`/`classifier.bias` of a safetensors checkpoint, as f32.
 fn read_classifier(file: &Path) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
     let get = |n: &str| -> Option<Vec<f32>> {
         let t = st.tensor(n).ok()?;
-        (t.dtype() == safetensors::Dtype::F32)
-            .then(|| t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        (t.dtype() == safetensors::Dtype::F32).then(|| {
+            t.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
     };
     Ok(match (get("classifier.weight"), get("classifier.bias")) {
         (Some(w), Some(b)) => Some((w, b)),
@@ -711,17 +814,29 @@ impl<F: Fn(&str, bool) -> bool> ModuleVisitor for Exporter<F> {
             // burn Linear weights are [in, out]; HF's are [out, in]
             shape.reverse();
             let t2: Tensor<2> = t.reshape([shape[1], shape[0]]);
-            t2.transpose().into_data().try_into_vec_as::<f32>().expect("f32 tensor")
+            t2.transpose()
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .expect("f32 tensor")
         } else {
             t.into_data().try_into_vec_as::<f32>().expect("f32 tensor")
         };
-        self.out.push(NamedTensor { name, shape, values, require_grad: p.is_require_grad() });
+        self.out.push(NamedTensor {
+            name,
+            shape,
+            values,
+            require_grad: p.is_require_grad(),
+        });
     }
 }
 
 /// The tensors of `module` for which `keep(hf_name, require_grad)` holds, in HF naming and layout.
 pub fn hf_tensors<M: Module>(module: &M, keep: impl Fn(&str, bool) -> bool) -> Vec<NamedTensor> {
-    let mut e = Exporter { path: Vec::new(), keep, out: Vec::new() };
+    let mut e = Exporter {
+        path: Vec::new(),
+        keep,
+        out: Vec::new(),
+    };
     module.visit(&mut e);
     e.out
 }

@@ -34,17 +34,24 @@ pub fn plan(grid: &Grid) -> Result<Vec<PlannedRun>> {
         // hub id), which train() resolves, so stored records carry no machine-local paths
         let model_dir = hub::resolve_model(&model_spec)
             .with_context(|| format!("{}: model `{model_spec}`", grid.file.display()))?;
-        let data_dir =
-            hub::resolve_data(&data_spec).with_context(|| format!("{}: data `{data_spec}`", grid.file.display()))?;
+        let data_dir = hub::resolve_data(&data_spec)
+            .with_context(|| format!("{}: data `{data_spec}`", grid.file.display()))?;
         let model_digest = digests.model(&model_dir)?;
         let data_digest = digests.data(&data_dir, cell.config.task)?;
         let id = run_id(&cell.config, &model_digest, &data_digest);
-        let key = hex::encode(&sha2::Sha256::digest(format!("{model_digest}{data_digest}").as_bytes())[..8]);
+        let key = hex::encode(
+            &sha2::Sha256::digest(format!("{model_digest}{data_digest}").as_bytes())[..8],
+        );
         cell.config.token_cache = Some((grid.store.join("cache"), key));
         if out.iter().any(|r| r.id == id) {
             continue;
         }
-        out.push(PlannedRun { id, cell, model_digest, data_digest });
+        out.push(PlannedRun {
+            id,
+            cell,
+            model_digest,
+            data_digest,
+        });
     }
     Ok(out)
 }
@@ -53,11 +60,17 @@ pub fn plan(grid: &Grid) -> Result<Vec<PlannedRun>> {
 fn varying_keys(runs: &[PlannedRun]) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     if let Some(first) = runs.first() {
-        for k in first.cell.settings.keys().chain(runs.iter().flat_map(|r| r.cell.settings.keys())) {
+        for k in first
+            .cell
+            .settings
+            .keys()
+            .chain(runs.iter().flat_map(|r| r.cell.settings.keys()))
+        {
             if keys.contains(k) {
                 continue;
             }
-            let vals: Vec<Option<&toml::Value>> = runs.iter().map(|r| r.cell.settings.get(k)).collect();
+            let vals: Vec<Option<&toml::Value>> =
+                runs.iter().map(|r| r.cell.settings.get(k)).collect();
             if vals.iter().any(|v| *v != vals[0]) {
                 keys.push(k.clone());
             }
@@ -69,7 +82,12 @@ fn varying_keys(runs: &[PlannedRun]) -> Vec<String> {
 fn describe(run: &PlannedRun, keys: &[String]) -> String {
     keys.iter()
         .map(|k| {
-            let v = run.cell.settings.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or("-".into());
+            let v = run
+                .cell
+                .settings
+                .get(k)
+                .map(|v| v.to_string().trim_matches('"').to_string())
+                .unwrap_or("-".into());
             format!("{k}={v}")
         })
         .collect::<Vec<_>>()
@@ -85,7 +103,10 @@ pub fn in_shard(index: usize, shard: Option<(usize, usize)>) -> bool {
 pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
     let err = || anyhow::anyhow!("--shard {s}: expected i/n with 0 <= i < n, e.g. --shard 0/4");
     let (i, n) = s.split_once('/').ok_or_else(err)?;
-    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| err())?, n.trim().parse().map_err(|_| err())?);
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| err())?,
+        n.trim().parse().map_err(|_| err())?,
+    );
     if n == 0 || i >= n {
         return Err(err());
     }
@@ -93,23 +114,49 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
 }
 
 /// Print the plan with each run's state; returns counts per state label.
-pub fn print_status(grid: &Grid, runs: &[PlannedRun], store: &Store) -> BTreeMap<&'static str, usize> {
+pub fn print_status(
+    grid: &Grid,
+    runs: &[PlannedRun],
+    store: &Store,
+) -> BTreeMap<&'static str, usize> {
     let keys = varying_keys(runs);
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-    println!("grid {} ({} runs) — store {}", grid.name, runs.len(), store.root.display());
+    println!(
+        "grid {} ({} runs) — store {}",
+        grid.name,
+        runs.len(),
+        store.root.display()
+    );
     for r in runs {
         let st = store.state(&r.id);
         *counts.entry(st.label()).or_default() += 1;
         let extra = match (&st, store.result(&r.id)) {
             (RunState::Done, Some(res)) => {
                 let best = res.epochs.iter().find(|e| e.epoch == res.best_epoch);
-                let v = best.and_then(|e| e.dev.values().next()).and_then(|s| s.get(&res.headline)).copied();
-                v.map(|v| format!("dev {} {:.1} (epoch {})", res.headline, 100.0 * v, res.best_epoch)).unwrap_or_default()
+                let v = best
+                    .and_then(|e| e.dev.values().next())
+                    .and_then(|s| s.get(&res.headline))
+                    .copied();
+                v.map(|v| {
+                    format!(
+                        "dev {} {:.1} (epoch {})",
+                        res.headline,
+                        100.0 * v,
+                        res.best_epoch
+                    )
+                })
+                .unwrap_or_default()
             }
             (RunState::Failed(e), _) => e.lines().next().unwrap_or("").chars().take(80).collect(),
             _ => String::new(),
         };
-        println!("  {}  {:<11} {}  {}", r.id, st.label(), describe(r, &keys), extra);
+        println!(
+            "  {}  {:<11} {}  {}",
+            r.id,
+            st.label(),
+            describe(r, &keys),
+            extra
+        );
     }
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!("{}", summary.join(", "));
@@ -139,12 +186,15 @@ pub struct Summary {
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Parse a duration such as `2h30m`, `90m`, `45s`, `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<u64> {
-    let err = || anyhow::anyhow!("--time-limit {s}: expected a duration such as 2h30m, 90m, 45s or 3600");
+    let err =
+        || anyhow::anyhow!("--time-limit {s}: expected a duration such as 2h30m, 90m, 45s or 3600");
     let t = s.trim();
     if t.is_empty() {
         return Err(err());
@@ -186,13 +236,25 @@ pub struct Estimator {
 /// A finished run's cost: seconds per epoch and per (training example × epoch).
 fn per_epoch(r: &crate::finetune::train::RunResult) -> (f64, f64) {
     let epochs = r.epochs.len().max(1) as f64;
-    (r.wall_seconds / epochs, r.wall_seconds / (epochs * r.train_examples.max(1) as f64))
+    (
+        r.wall_seconds / epochs,
+        r.wall_seconds / (epochs * r.train_examples.max(1) as f64),
+    )
 }
 
 impl Estimator {
     pub fn new(store: &Store) -> Estimator {
-        let done = store.results().unwrap_or_default().into_iter().map(|(_, r)| r).filter(|r| !r.diverged).collect();
-        Estimator { done, train_rows: BTreeMap::new() }
+        let done = store
+            .results()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| !r.diverged)
+            .collect();
+        Estimator {
+            done,
+            train_rows: BTreeMap::new(),
+        }
     }
 
     /// Training examples the run will see (its subset, or the whole training split).
@@ -222,13 +284,35 @@ impl Estimator {
         let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
         let n = self.examples(cfg);
         let epochs = cfg.effective_epochs(n) as f64;
-        if let Some(s) = mean(self.done.iter().filter(|r| same_shape(&r.config)).map(|r| per_epoch(r).0).collect()) {
+        if let Some(s) = mean(
+            self.done
+                .iter()
+                .filter(|r| same_shape(&r.config))
+                .map(|r| per_epoch(r).0)
+                .collect(),
+        ) {
             return Some(s * epochs);
         }
         let n = n as f64;
-        let class = |r: &crate::finetune::TrainConfig| r.backend == cfg.backend && full(&r.method) == full(&cfg.method);
-        let task_rate = mean(self.done.iter().filter(|r| class(&r.config) && r.config.task == cfg.task).map(|r| per_epoch(r).1).collect());
-        let rate = task_rate.or_else(|| mean(self.done.iter().filter(|r| class(&r.config)).map(|r| per_epoch(r).1).collect()))?;
+        let class = |r: &crate::finetune::TrainConfig| {
+            r.backend == cfg.backend && full(&r.method) == full(&cfg.method)
+        };
+        let task_rate = mean(
+            self.done
+                .iter()
+                .filter(|r| class(&r.config) && r.config.task == cfg.task)
+                .map(|r| per_epoch(r).1)
+                .collect(),
+        );
+        let rate = task_rate.or_else(|| {
+            mean(
+                self.done
+                    .iter()
+                    .filter(|r| class(&r.config))
+                    .map(|r| per_epoch(r).1)
+                    .collect(),
+            )
+        })?;
         Some(rate * n * epochs)
     }
 
@@ -242,8 +326,14 @@ impl Estimator {
 /// some run has no estimate yet).
 pub fn remaining(runs: &[PlannedRun], store: &Store, retry_failed: bool) -> (usize, Option<f64>) {
     let mut est = Estimator::new(store);
-    let left: Vec<&PlannedRun> = runs.iter().filter(|r| !finished(&store.state(&r.id), retry_failed)).collect();
-    let total = left.iter().map(|r| est.seconds(&r.cell.config)).sum::<Option<f64>>();
+    let left: Vec<&PlannedRun> = runs
+        .iter()
+        .filter(|r| !finished(&store.state(&r.id), retry_failed))
+        .collect();
+    let total = left
+        .iter()
+        .map(|r| est.seconds(&r.cell.config))
+        .sum::<Option<f64>>();
     (left.len(), total)
 }
 
@@ -259,21 +349,32 @@ pub fn human_seconds(s: f64) -> String {
 
 /// Whether a run needs no training in this invocation: done, diverged, or failed (unless retried).
 fn finished(state: &RunState, retry_failed: bool) -> bool {
-    matches!(state, RunState::Done | RunState::Diverged) || (matches!(state, RunState::Failed(_)) && !retry_failed)
+    matches!(state, RunState::Done | RunState::Diverged)
+        || (matches!(state, RunState::Failed(_)) && !retry_failed)
 }
 
 /// Train every run of `runs` (in this worker's shard) that is not done, one after another.
-pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOptions) -> Result<Summary> {
+pub fn execute(
+    grid: &Grid,
+    runs: &[PlannedRun],
+    store: &Store,
+    opts: &RunOptions,
+) -> Result<Summary> {
     let keys = varying_keys(runs);
     let tty = std::io::stderr().is_terminal() && !opts.quiet;
     let multi = indicatif::MultiProgress::new();
     if !tty {
         multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mine: Vec<(usize, &PlannedRun)> = runs.iter().enumerate().filter(|(i, _)| in_shard(*i, opts.shard)).collect();
+    let mine: Vec<(usize, &PlannedRun)> = runs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| in_shard(*i, opts.shard))
+        .collect();
     let overall = multi.add(indicatif::ProgressBar::new(mine.len() as u64));
     overall.set_style(
-        indicatif::ProgressStyle::with_template("runs [{bar:30}] {pos}/{len} {msg}").expect("template"),
+        indicatif::ProgressStyle::with_template("runs [{bar:30}] {pos}/{len} {msg}")
+            .expect("template"),
     );
     let mut s = Summary::default();
     let mut estimator = opts.deadline.map(|_| Estimator::new(store));
@@ -324,7 +425,12 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
                 .cell
                 .settings
                 .iter()
-                .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null)))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+                    )
+                })
                 .collect(),
             config: run.cell.config.clone(),
             model_digest: run.model_digest.clone(),
@@ -333,7 +439,10 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
         let started = store.begin(&lock, &rec)?;
         let bar = multi.add(indicatif::ProgressBar::new(0));
         bar.set_style(
-            indicatif::ProgressStyle::with_template("  {prefix} [{bar:30}] {pos}/{len} {msg} {per_sec}").expect("template"),
+            indicatif::ProgressStyle::with_template(
+                "  {prefix} [{bar:30}] {pos}/{len} {msg} {per_sec}",
+            )
+            .expect("template"),
         );
         bar.set_prefix(run.id.clone());
         let t0 = Instant::now();
@@ -341,13 +450,21 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
         let mut epoch_err = None;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             train(&run.cell.config, |ev| match ev {
-                Event::Step { epoch, step, steps_per_epoch, loss } => {
+                Event::Step {
+                    epoch,
+                    step,
+                    steps_per_epoch,
+                    loss,
+                } => {
                     bar.set_length(steps_per_epoch as u64);
                     bar.set_position(step as u64);
                     bar.set_message(format!("epoch {epoch} loss {loss:.4}"));
                 }
                 Event::Epoch(e) => {
-                    log.push_str(&format!("epoch {}: loss {:.4} dev {:?} train {:?}\n", e.epoch, e.train_loss, e.dev, e.train));
+                    log.push_str(&format!(
+                        "epoch {}: loss {:.4} dev {:?} train {:?}\n",
+                        e.epoch, e.train_loss, e.dev, e.train
+                    ));
                     if let Err(err) = store.append_epoch(&lock, &run.id, e) {
                         epoch_err = Some(err);
                     }
@@ -358,8 +475,14 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
         let outcome = match outcome {
             Ok(r) => r,
             Err(p) => {
-                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-                Err(anyhow::anyhow!("panic: {}", msg.unwrap_or_else(|| "unknown".into())))
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                Err(anyhow::anyhow!(
+                    "panic: {}",
+                    msg.unwrap_or_else(|| "unknown".into())
+                ))
             }
         };
         if let Some(e) = epoch_err {
@@ -374,7 +497,10 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
                     est.refresh(store);
                 }
                 let best = result.epochs.iter().find(|e| e.epoch == result.best_epoch);
-                let v = best.and_then(|e| e.dev.values().next()).and_then(|m| m.get(&result.headline)).copied();
+                let v = best
+                    .and_then(|e| e.dev.values().next())
+                    .and_then(|m| m.get(&result.headline))
+                    .copied();
                 if result.diverged {
                     s.diverged += 1;
                 } else {
@@ -382,9 +508,22 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
                 }
                 if !opts.quiet {
                     let state = if result.diverged { "diverged" } else { "done" };
-                    let score = v.map(|v| format!("dev {} {:.1} (epoch {})", result.headline, 100.0 * v, result.best_epoch));
+                    let score = v.map(|v| {
+                        format!(
+                            "dev {} {:.1} (epoch {})",
+                            result.headline,
+                            100.0 * v,
+                            result.best_epoch
+                        )
+                    });
                     multi.suspend(|| {
-                        println!("[{}/{}] {state} {} {desc}: {} in {secs:.0} s", n + 1, mine.len(), run.id, score.unwrap_or_default())
+                        println!(
+                            "[{}/{}] {state} {} {desc}: {} in {secs:.0} s",
+                            n + 1,
+                            mine.len(),
+                            run.id,
+                            score.unwrap_or_default()
+                        )
                     });
                 }
             }
@@ -394,7 +533,9 @@ pub fn execute(grid: &Grid, runs: &[PlannedRun], store: &Store, opts: &RunOption
                 store.write_log(&run.id, &log)?;
                 store.fail(&lock, started, &msg)?;
                 s.failed += 1;
-                multi.suspend(|| eprintln!("[{}/{}] failed {} {desc}: {msg}", n + 1, mine.len(), run.id));
+                multi.suspend(|| {
+                    eprintln!("[{}/{}] failed {} {desc}: {msg}", n + 1, mine.len(), run.id)
+                });
             }
         }
     }

@@ -26,8 +26,8 @@ use anyhow::{Context, Result, anyhow};
 use sha2::{Digest, Sha256};
 
 use crate::data::{Glue, Task};
-use crate::finetune::train::{EpochRecord, RunResult};
 use crate::finetune::TrainConfig;
+use crate::finetune::train::{EpochRecord, RunResult};
 
 /// Write `bytes` to `path` atomically: a temp file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -42,7 +42,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -168,7 +169,10 @@ pub struct Status {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The record written when a run starts.
@@ -196,7 +200,8 @@ pub struct RunLock {
 impl Store {
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
-        std::fs::create_dir_all(root.join("runs")).with_context(|| format!("creating store {}", root.display()))?;
+        std::fs::create_dir_all(root.join("runs"))
+            .with_context(|| format!("creating store {}", root.display()))?;
         Ok(Store { root })
     }
 
@@ -247,7 +252,11 @@ impl Store {
     /// The state from the files alone (for the worker that holds the lock itself).
     pub fn state_ignoring_lock(&self, id: &str) -> RunState {
         if let Some(r) = self.result(id) {
-            return if r.diverged { RunState::Diverged } else { RunState::Done };
+            return if r.diverged {
+                RunState::Diverged
+            } else {
+                RunState::Done
+            };
         }
         if !self.run_dir(id).is_dir() {
             return RunState::Pending;
@@ -263,20 +272,32 @@ impl Store {
     pub fn try_lock(&self, id: &str) -> Result<Option<RunLock>> {
         let f = self.lock_file(id)?;
         match f.try_lock() {
-            Ok(()) => Ok(Some(RunLock { _file: f, id: id.to_string() })),
+            Ok(()) => Ok(Some(RunLock {
+                _file: f,
+                id: id.to_string(),
+            })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
         }
     }
 
-    fn set_status(&self, id: &str, status: &str, error: Option<String>, started: u64) -> Result<()> {
+    fn set_status(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<String>,
+        started: u64,
+    ) -> Result<()> {
         let s = Status {
             status: status.into(),
             started,
             finished: (status != "running").then(now),
             error,
         };
-        write_atomic(&self.run_dir(id).join("status.json"), &serde_json::to_vec_pretty(&s)?)
+        write_atomic(
+            &self.run_dir(id).join("status.json"),
+            &serde_json::to_vec_pretty(&s)?,
+        )
     }
 
     /// Start (or restart) a run: fresh config, empty epoch log, status running.
@@ -287,7 +308,10 @@ impl Store {
         let t = now();
         self.set_status(&rec.id, "running", None, t)?;
         // one line per attempt: how often a cell was (re)started, and when
-        let mut f = OpenOptions::new().create(true).append(true).open(dir.join("attempts.log"))?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("attempts.log"))?;
         writeln!(f, "{t} started")?;
         Ok(t)
     }
@@ -308,8 +332,16 @@ impl Store {
     /// Record the final result: result.json first (the run is done from then on), then status.
     pub fn finish(&self, _lock: &RunLock, started: u64, r: &RunResult) -> Result<()> {
         let id = &_lock.id;
-        write_atomic(&self.run_dir(id).join("result.json"), &serde_json::to_vec_pretty(r)?)?;
-        self.set_status(id, if r.diverged { "diverged" } else { "done" }, None, started)
+        write_atomic(
+            &self.run_dir(id).join("result.json"),
+            &serde_json::to_vec_pretty(r)?,
+        )?;
+        self.set_status(
+            id,
+            if r.diverged { "diverged" } else { "done" },
+            None,
+            started,
+        )
     }
 
     pub fn fail(&self, _lock: &RunLock, started: u64, error: &str) -> Result<()> {

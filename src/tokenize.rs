@@ -8,7 +8,9 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{
+    EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
 
 /// One tokenised example, unpadded.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -78,7 +80,10 @@ impl BertTokenizer {
                     dir.display()
                 );
             }
-            (Self::from_vocab(&vocab, lower_case(dir)?)?, vocab.display().to_string())
+            (
+                Self::from_vocab(&vocab, lower_case(dir)?)?,
+                vocab.display().to_string(),
+            )
         };
         inner
             .with_truncation(Some(TruncationParams {
@@ -90,12 +95,19 @@ impl BertTokenizer {
             .map_err(|e| anyhow!("{e}"))?;
         inner.with_padding(None);
         let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
-        Ok(BertTokenizer { inner, max_length, pad_id, source })
+        Ok(BertTokenizer {
+            inner,
+            max_length,
+            pad_id,
+            source,
+        })
     }
 
     /// The WordPiece pipeline HF's slow `BertTokenizer` runs, built from `vocab.txt`.
     pub fn from_vocab(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
-        let path = vocab.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", vocab.display()))?;
+        let path = vocab
+            .to_str()
+            .ok_or_else(|| anyhow!("non-UTF-8 path {}", vocab.display()))?;
         let wp = WordPiece::from_file(path)
             .unk_token("[UNK]".into())
             .build()
@@ -103,9 +115,13 @@ impl BertTokenizer {
         let id = |t: &str| wp_id(&wp, t, vocab);
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
         let mut t = Tokenizer::new(wp);
-        t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase))).map_err(|e| anyhow!("{e}"))?;
+        t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+            .map_err(|e| anyhow!("{e}"))?;
         t.with_pre_tokenizer(Some(BertPreTokenizer));
-        t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        t.with_post_processor(Some(BertProcessing::new(
+            ("[SEP]".into(), sep),
+            ("[CLS]".into(), cls),
+        )));
         t.with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()));
         Ok(t)
     }
@@ -116,8 +132,14 @@ impl BertTokenizer {
             Some(b) => (a, b).into(),
             None => a.into(),
         };
-        let e = self.inner.encode(input, true).map_err(|e| anyhow!("tokenizing {a:?}: {e}"))?;
-        Ok(Encoded { input_ids: e.get_ids().to_vec(), token_type_ids: e.get_type_ids().to_vec() })
+        let e = self
+            .inner
+            .encode(input, true)
+            .map_err(|e| anyhow!("tokenizing {a:?}: {e}"))?;
+        Ok(Encoded {
+            input_ids: e.get_ids().to_vec(),
+            token_type_ids: e.get_type_ids().to_vec(),
+        })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -127,7 +149,8 @@ impl BertTokenizer {
 
 fn wp_id(wp: &WordPiece, tok: &str, vocab: &Path) -> Result<u32> {
     use tokenizers::Model;
-    wp.token_to_id(tok).ok_or_else(|| anyhow!("{}: vocabulary has no {tok} token", vocab.display()))
+    wp.token_to_id(tok)
+        .ok_or_else(|| anyhow!("{}: vocabulary has no {tok} token", vocab.display()))
 }
 
 fn lower_case(dir: &Path) -> Result<bool> {
@@ -137,5 +160,7 @@ fn lower_case(dir: &Path) -> Result<bool> {
     }
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg)?)
         .with_context(|| format!("{}: not valid JSON", cfg.display()))?;
-    Ok(v.get("do_lower_case").and_then(|x| x.as_bool()).unwrap_or(true))
+    Ok(v.get("do_lower_case")
+        .and_then(|x| x.as_bool())
+        .unwrap_or(true))
 }

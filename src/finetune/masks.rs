@@ -43,7 +43,12 @@ fn to_burn_index(p: &ParamInfo, hf_index: usize) -> usize {
 
 /// The masks of `method` over the trainable encoder parameters in `params`; empty for methods
 /// without masks. `budget_default` is used when rand_uniform has no explicit budget.
-pub fn build_masks(method: &Method, params: &[ParamInfo], seed: u64, budget_default: usize) -> Vec<Mask> {
+pub fn build_masks(
+    method: &Method,
+    params: &[ParamInfo],
+    seed: u64,
+    budget_default: usize,
+) -> Vec<Mask> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6d61_736b); // "mask"
     let encoder = |p: &&ParamInfo| p.require_grad && !p.hf_name.starts_with("classifier.");
     let targets: Vec<&ParamInfo> = params.iter().filter(encoder).collect();
@@ -60,7 +65,12 @@ pub fn build_masks(method: &Method, params: &[ParamInfo], seed: u64, budget_defa
                     v[to_burn_index(p, hf)] = 1.0;
                 }
                 let ones = v.iter().filter(|x| **x > 0.0).count();
-                out.push(Mask { id: p.id, hf_name: p.hf_name.clone(), values: v, ones });
+                out.push(Mask {
+                    id: p.id,
+                    hf_name: p.hf_name.clone(),
+                    values: v,
+                    ones,
+                });
             }
         }
         Method::RandRowCol => {
@@ -82,7 +92,12 @@ pub fn build_masks(method: &Method, params: &[ParamInfo], seed: u64, budget_defa
                     }
                 }
                 let ones = v.iter().filter(|x| **x > 0.0).count();
-                out.push(Mask { id: p.id, hf_name: p.hf_name.clone(), values: v, ones });
+                out.push(Mask {
+                    id: p.id,
+                    hf_name: p.hf_name.clone(),
+                    values: v,
+                    ones,
+                });
             }
         }
         _ => {}

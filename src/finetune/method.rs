@@ -66,7 +66,10 @@ impl Method {
                 for k in &keys {
                     if !REFERENCE_BIAS_KEYS.iter().any(|(n, _)| n == k) {
                         let valid: Vec<_> = REFERENCE_BIAS_KEYS.iter().map(|(n, _)| *n).collect();
-                        bail!("method `{s}`: unknown reference bias key `{k}`; valid: {}", valid.join(", "));
+                        bail!(
+                            "method `{s}`: unknown reference bias key `{k}`; valid: {}",
+                            valid.join(", ")
+                        );
                     }
                 }
                 let mut keys = keys;
@@ -108,7 +111,11 @@ impl Method {
             Method::ReferenceBiasTerms(keys) => {
                 hf == "pooler.dense.bias"
                     || keys.iter().any(|k| {
-                        let pat = REFERENCE_BIAS_KEYS.iter().find(|(n, _)| n == k).map(|(_, p)| *p).unwrap_or("");
+                        let pat = REFERENCE_BIAS_KEYS
+                            .iter()
+                            .find(|(n, _)| n == k)
+                            .map(|(_, p)| *p)
+                            .unwrap_or("");
                         hf.contains(pat)
                     })
             }
@@ -149,9 +156,18 @@ impl fmt::Display for Method {
 pub fn encoder_param_shapes(cfg: &BertConfig) -> Vec<(String, Vec<usize>)> {
     let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
     let mut v: Vec<(String, Vec<usize>)> = vec![
-        ("embeddings.word_embeddings.weight".into(), vec![cfg.vocab_size, h]),
-        ("embeddings.position_embeddings.weight".into(), vec![cfg.max_position_embeddings, h]),
-        ("embeddings.token_type_embeddings.weight".into(), vec![cfg.type_vocab_size, h]),
+        (
+            "embeddings.word_embeddings.weight".into(),
+            vec![cfg.vocab_size, h],
+        ),
+        (
+            "embeddings.position_embeddings.weight".into(),
+            vec![cfg.max_position_embeddings, h],
+        ),
+        (
+            "embeddings.token_type_embeddings.weight".into(),
+            vec![cfg.type_vocab_size, h],
+        ),
         ("embeddings.LayerNorm.weight".into(), vec![h]),
         ("embeddings.LayerNorm.bias".into(), vec![h]),
     ];
@@ -189,10 +205,16 @@ pub fn encoder_param_shapes(cfg: &BertConfig) -> Vec<(String, Vec<usize>)> {
 pub fn trainable_encoder_scalars(method: &Method, cfg: &BertConfig) -> Option<usize> {
     let shapes = encoder_param_shapes(cfg);
     match method {
-        Method::RandUniform { budget } => {
-            Some(budget.unwrap_or_else(|| trainable_encoder_scalars(&Method::Bitfit, cfg).unwrap_or(0)))
-        }
+        Method::RandUniform { budget } => Some(
+            budget.unwrap_or_else(|| trainable_encoder_scalars(&Method::Bitfit, cfg).unwrap_or(0)),
+        ),
         Method::RandRowCol => None,
-        m => Some(shapes.iter().filter(|(n, _)| m.trains(n)).map(|(_, s)| s.iter().product::<usize>()).sum()),
+        m => Some(
+            shapes
+                .iter()
+                .filter(|(n, _)| m.trains(n))
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum(),
+        ),
     }
 }

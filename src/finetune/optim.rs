@@ -24,7 +24,13 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.0, max_grad_norm: Some(1.0) }
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-6,
+            weight_decay: 0.0,
+            max_grad_norm: Some(1.0),
+        }
     }
 }
 
@@ -53,7 +59,12 @@ pub struct StepStats {
 
 impl AdamW {
     pub fn new(config: AdamWConfig) -> Self {
-        AdamW { config, state: HashMap::new(), masks: HashMap::new(), step: 0 }
+        AdamW {
+            config,
+            state: HashMap::new(),
+            masks: HashMap::new(),
+            step: 0,
+        }
     }
 
     /// Restrict a parameter's updates to the scalars where `mask` is 1 (flattened, row-major).
@@ -67,21 +78,40 @@ impl AdamW {
     }
 
     /// Mask, clip and apply one update to every parameter of `module` that has a gradient.
-    pub fn step<M: Module>(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> (M, StepStats) {
+    pub fn step<M: Module>(
+        &mut self,
+        lr: f64,
+        module: M,
+        mut grads: GradientsParams,
+    ) -> (M, StepStats) {
         self.step += 1;
         if !self.masks.is_empty() {
-            let mut masker = Masker { grads: &mut grads, masks: &self.masks };
+            let mut masker = Masker {
+                grads: &mut grads,
+                masks: &self.masks,
+            };
             module.visit(&mut masker);
         }
-        let mut norm = SqNorm { grads: &grads, acc: None };
+        let mut norm = SqNorm {
+            grads: &grads,
+            acc: None,
+        };
         module.visit(&mut norm);
-        let grad_norm = norm.acc.map(|a| a.into_scalar::<f64>().sqrt()).unwrap_or(0.0);
+        let grad_norm = norm
+            .acc
+            .map(|a| a.into_scalar::<f64>().sqrt())
+            .unwrap_or(0.0);
         // torch.nn.utils.clip_grad_norm_: coef = max_norm / (total + 1e-6), applied when < 1
         let scale = match self.config.max_grad_norm {
             Some(max) => (max / (grad_norm + 1e-6)).min(1.0),
             None => 1.0,
         };
-        let mut update = Update { opt: self, grads: &mut grads, lr, scale };
+        let mut update = Update {
+            opt: self,
+            grads: &mut grads,
+            lr,
+            scale,
+        };
         let module = module.map(&mut update);
         (module, StepStats { grad_norm })
     }
@@ -129,7 +159,9 @@ struct Update<'a> {
 
 impl ModuleMapper for Update<'_> {
     fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some(g) = self.grads.remove::<D>(p.id) else { return p };
+        let Some(g) = self.grads.remove::<D>(p.id) else {
+            return p;
+        };
         let c = self.opt.config;
         let t = self.opt.step;
         let (id, w, mapper) = p.consume();
@@ -141,7 +173,10 @@ impl ModuleMapper for Update<'_> {
             g = g * self.scale;
         }
         let (m, v) = match self.opt.state.remove(&id) {
-            Some(s) => (s.m * c.beta1 + g.clone() * (1.0 - c.beta1), s.v * c.beta2 + g.square() * (1.0 - c.beta2)),
+            Some(s) => (
+                s.m * c.beta1 + g.clone() * (1.0 - c.beta1),
+                s.v * c.beta2 + g.square() * (1.0 - c.beta2),
+            ),
             None => (g.clone() * (1.0 - c.beta1), g.square() * (1.0 - c.beta2)),
         };
         let step_size = self.lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
@@ -151,7 +186,11 @@ impl ModuleMapper for Update<'_> {
             w = w.clone() - w * (self.lr * c.weight_decay);
         }
         self.opt.state.insert(id, Moments { m, v });
-        let w = if ad { Tensor::from_inner(w).set_require_grad(req) } else { w };
+        let w = if ad {
+            Tensor::from_inner(w).set_require_grad(req)
+        } else {
+            w
+        };
         Param::from_mapped_value(id, w, mapper)
     }
 }

@@ -18,7 +18,9 @@ use super::optim::{AdamW, AdamWConfig, StepStats};
 use crate::backend::Backend;
 use crate::data::{Example, Glue, Label, Split, Task};
 use crate::metrics::{Outputs, score};
-use crate::model::{BertClassifier, BiasKind, Checkpoint, HeadPooling, batch_tensors, hf_name, hf_tensors, params};
+use crate::model::{
+    BertClassifier, BiasKind, Checkpoint, HeadPooling, batch_tensors, hf_name, hf_tensors, params,
+};
 use crate::tokenize::{Batch, BertTokenizer, Encoded};
 
 /// Learning-rate schedule. The reference code uses a constant rate.
@@ -41,7 +43,8 @@ impl Schedule {
                 if step < warm {
                     base * step as f64 / warm.max(1) as f64
                 } else {
-                    base * (total.saturating_sub(step)) as f64 / total.saturating_sub(warm).max(1) as f64
+                    base * (total.saturating_sub(step)) as f64
+                        / total.saturating_sub(warm).max(1) as f64
                 }
             }
         }
@@ -91,7 +94,8 @@ impl TrainConfig {
     /// least `min_steps` optimizer steps.
     pub fn effective_epochs(&self, train_examples: usize) -> usize {
         let per_epoch = train_examples.div_ceil(self.batch_size).max(1);
-        self.min_steps.map_or(self.epochs, |m| self.epochs.max(m.div_ceil(per_epoch)))
+        self.min_steps
+            .map_or(self.epochs, |m| self.epochs.max(m.div_ceil(per_epoch)))
     }
 
     /// The reference code's settings for `task` on `model` with `method` at `lr`.
@@ -220,22 +224,37 @@ impl ModuleMapper for SetTrainable<'_> {
 /// computed for them at all).
 pub fn apply_method(model: BertClassifier, method: &Method) -> BertClassifier {
     let pooler_used = model.pooling == HeadPooling::Pooler;
-    model.map(&mut SetTrainable { method, pooler_used, path: Vec::new() })
+    model.map(&mut SetTrainable {
+        method,
+        pooler_used,
+        path: Vec::new(),
+    })
 }
 
 impl Trainer {
     /// `model` must live on an autodiff device.
-    pub fn new(model: BertClassifier, method: &Method, optimizer: AdamWConfig, regression: bool) -> Self {
+    pub fn new(
+        model: BertClassifier,
+        method: &Method,
+        optimizer: AdamWConfig,
+        regression: bool,
+    ) -> Self {
         let device = model.classifier.weight.val().device();
         let model = apply_method(model, method);
-        Trainer { model: Some(model), opt: AdamW::new(optimizer), device, regression }
+        Trainer {
+            model: Some(model),
+            opt: AdamW::new(optimizer),
+            device,
+            regression,
+        }
     }
 
     /// Restrict updates of masked parameters (rand_* methods) to their mask's scalars.
     pub fn set_masks(&mut self, masks: &[super::masks::Mask]) {
         let dev = self.device.clone().without_autodiff();
         for m in masks {
-            let t = Tensor::<1>::from_data(TensorData::new(m.values.clone(), [m.values.len()]), &dev);
+            let t =
+                Tensor::<1>::from_data(TensorData::new(m.values.clone(), [m.values.len()]), &dev);
             self.opt.set_mask(m.id, t);
         }
     }
@@ -266,7 +285,9 @@ fn loss(logits: Tensor<2>, targets: &Targets, dev: &Device) -> Tensor<1> {
     match targets {
         Targets::Classes(y) => {
             let y = Tensor::<1, Int>::from_data(TensorData::new(y.clone(), [y.len()]), dev);
-            burn::nn::loss::CrossEntropyLossConfig::new().init(dev).forward(logits, y)
+            burn::nn::loss::CrossEntropyLossConfig::new()
+                .init(dev)
+                .forward(logits, y)
         }
         Targets::Scores(y) => {
             let n = y.len();
@@ -278,23 +299,56 @@ fn loss(logits: Tensor<2>, targets: &Targets, dev: &Device) -> Tensor<1> {
 
 fn targets(task: Task, ex: &[&Example]) -> Targets {
     if task.is_regression() {
-        Targets::Scores(ex.iter().map(|e| if let Label::Score(s) = e.label { s } else { 0.0 }).collect())
+        Targets::Scores(
+            ex.iter()
+                .map(|e| {
+                    if let Label::Score(s) = e.label {
+                        s
+                    } else {
+                        0.0
+                    }
+                })
+                .collect(),
+        )
     } else {
-        Targets::Classes(ex.iter().map(|e| if let Label::Class(c) = e.label { c as i64 } else { 0 }).collect())
+        Targets::Classes(
+            ex.iter()
+                .map(|e| {
+                    if let Label::Class(c) = e.label {
+                        c as i64
+                    } else {
+                        0
+                    }
+                })
+                .collect(),
+        )
     }
 }
 
 /// Tokenise examples (single sentences or pairs).
 pub fn encode_all(tok: &BertTokenizer, ex: &[Example]) -> Result<Vec<Encoded>> {
-    ex.iter().map(|e| tok.encode(&e.text_a, e.text_b.as_deref())).collect()
+    ex.iter()
+        .map(|e| tok.encode(&e.text_a, e.text_b.as_deref()))
+        .collect()
 }
 
 /// Tokenise a whole split, through the grid's token cache when there is one: the file
 /// `tokens-<key>-<task>-<split>-<max_length>.json` is written once and reused by every run that
 /// reads the same model and data files.
-fn encode_split(cfg: &TrainConfig, tok: &BertTokenizer, split: Split, ex: &[Example]) -> Result<Vec<Encoded>> {
-    let Some((dir, key)) = &cfg.token_cache else { return encode_all(tok, ex) };
-    let path = dir.join(format!("tokens-{key}-{}-{split}-{}.json", cfg.task.name(), cfg.max_length));
+fn encode_split(
+    cfg: &TrainConfig,
+    tok: &BertTokenizer,
+    split: Split,
+    ex: &[Example],
+) -> Result<Vec<Encoded>> {
+    let Some((dir, key)) = &cfg.token_cache else {
+        return encode_all(tok, ex);
+    };
+    let path = dir.join(format!(
+        "tokens-{key}-{}-{split}-{}.json",
+        cfg.task.name(),
+        cfg.max_length
+    ));
     if let Ok(bytes) = std::fs::read(&path)
         && let Ok(enc) = serde_json::from_slice::<Vec<Encoded>>(&bytes)
         && enc.len() == ex.len()
@@ -337,19 +391,44 @@ pub fn evaluate(
         let (ids, tt, mask) = batch_tensors(&b, dev);
         let logits = model.forward(ids, tt, mask);
         if task.is_regression() {
-            let v: Vec<f32> = logits.into_data().try_into_vec_as::<f32>().expect("f32 tensor");
+            let v: Vec<f32> = logits
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .expect("f32 tensor");
             preds_s.extend(v.into_iter().map(f64::from));
         } else {
-            let am: Vec<i64> = logits.argmax(1).into_data().try_into_vec_as::<i64>().expect("int tensor");
+            let am: Vec<i64> = logits
+                .argmax(1)
+                .into_data()
+                .try_into_vec_as::<i64>()
+                .expect("int tensor");
             preds_c.extend(am.into_iter().map(|x| x as usize));
         }
     }
     let out = if task.is_regression() {
-        let labels = ex.iter().map(|e| if let Label::Score(s) = e.label { s as f64 } else { 0.0 }).collect();
-        Outputs::Scores { labels, preds: preds_s }
+        let labels = ex
+            .iter()
+            .map(|e| {
+                if let Label::Score(s) = e.label {
+                    s as f64
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Outputs::Scores {
+            labels,
+            preds: preds_s,
+        }
     } else {
-        let labels = ex.iter().map(|e| if let Label::Class(c) = e.label { c } else { 0 }).collect();
-        Outputs::Classes { labels, preds: preds_c }
+        let labels = ex
+            .iter()
+            .map(|e| if let Label::Class(c) = e.label { c } else { 0 })
+            .collect();
+        Outputs::Classes {
+            labels,
+            preds: preds_c,
+        }
     };
     let mut scores = score(task, &out);
     let (key, v) = prediction_spread(&out);
@@ -368,33 +447,54 @@ pub fn prediction_spread(out: &Outputs) -> (&'static str, f64) {
                 *counts.entry(*p).or_insert(0usize) += 1;
             }
             let top = counts.values().copied().max().unwrap_or(0);
-            ("pred_majority_share", top as f64 / preds.len().max(1) as f64)
+            (
+                "pred_majority_share",
+                top as f64 / preds.len().max(1) as f64,
+            )
         }
         Outputs::Scores { preds, .. } => {
             let n = preds.len().max(1) as f64;
             let mean = preds.iter().sum::<f64>() / n;
-            ("pred_std", (preds.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / n).sqrt())
+            (
+                "pred_std",
+                (preds.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / n).sqrt(),
+            )
         }
     }
 }
 
 /// Every bias vector of the encoder (HF name without `bert.` → values).
 pub fn bias_vectors(model: &BertClassifier) -> Vec<(String, Vec<f32>)> {
-    hf_tensors(model, |name, _| name.starts_with("bert.") && name.ends_with(".bias"))
-        .into_iter()
-        .map(|t| (t.name["bert.".len()..].to_string(), t.values))
-        .collect()
+    hf_tensors(model, |name, _| {
+        name.starts_with("bert.") && name.ends_with(".bias")
+    })
+    .into_iter()
+    .map(|t| (t.name["bert.".len()..].to_string(), t.values))
+    .collect()
 }
 
 /// Mean |Δ| of every bias vector between two snapshots.
-pub fn bias_changes(before: &[(String, Vec<f32>)], after: &[(String, Vec<f32>)]) -> Vec<BiasChange> {
+pub fn bias_changes(
+    before: &[(String, Vec<f32>)],
+    after: &[(String, Vec<f32>)],
+) -> Vec<BiasChange> {
     before
         .iter()
         .zip(after)
         .map(|((name, a), (_, b))| {
-            let d = a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).sum::<f64>() / a.len().max(1) as f64;
+            let d = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs() as f64)
+                .sum::<f64>()
+                / a.len().max(1) as f64;
             let parsed = BiasKind::parse_hf(name);
-            BiasChange { name: name.clone(), kind: parsed.map(|p| p.1), layer: parsed.map(|p| p.0), mean_abs_delta: d }
+            BiasChange {
+                name: name.clone(),
+                kind: parsed.map(|p| p.1),
+                layer: parsed.map(|p| p.0),
+                mean_abs_delta: d,
+            }
         })
         .collect()
 }
@@ -402,7 +502,12 @@ pub fn bias_changes(before: &[(String, Vec<f32>)], after: &[(String, Vec<f32>)])
 /// What [`train`] reports while it runs.
 pub enum Event<'a> {
     /// after every optimizer step
-    Step { epoch: usize, step: usize, steps_per_epoch: usize, loss: f64 },
+    Step {
+        epoch: usize,
+        step: usize,
+        steps_per_epoch: usize,
+        loss: f64,
+    },
     /// after every epoch's evaluation
     Epoch(&'a EpochRecord),
 }
@@ -420,7 +525,8 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
     let keep = subset_indices(all_train.len(), cfg.train_size, cfg.data_seed);
     let train_ex: Vec<Example> = keep.iter().map(|&i| all_train[i].clone()).collect();
     let train_enc: Vec<Encoded> = if cfg.token_cache.is_some() {
-        let all = encode_split(cfg, &tok, Split::Train, &all_train).context("tokenising the training set")?;
+        let all = encode_split(cfg, &tok, Split::Train, &all_train)
+            .context("tokenising the training set")?;
         keep.iter().map(|&i| all[i].clone()).collect()
     } else {
         encode_all(&tok, &train_ex).context("tokenising the training set")?
@@ -450,17 +556,33 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
         );
     }
     let (bert, _) = ckpt.load(&dev)?;
-    let model = BertClassifier::new(bert, &ckpt.config, task.num_outputs(), cfg.head, cfg.seed, &dev);
+    let model = BertClassifier::new(
+        bert,
+        &ckpt.config,
+        task.num_outputs(),
+        cfg.head,
+        cfg.seed,
+        &dev,
+    );
     let mut trainer = Trainer::new(model, &cfg.method, cfg.optimizer, task.is_regression());
     let ps = params(trainer.model());
     let total_params: usize = ps.iter().map(|p| p.numel).sum();
-    let all_bias: usize = ps.iter().filter(|p| p.hf_name.starts_with("bert.") && p.hf_name.ends_with(".bias")).map(|p| p.numel).sum();
+    let all_bias: usize = ps
+        .iter()
+        .filter(|p| p.hf_name.starts_with("bert.") && p.hf_name.ends_with(".bias"))
+        .map(|p| p.numel)
+        .sum();
     let masks = super::masks::build_masks(&cfg.method, &ps, cfg.seed, all_bias);
     trainer.set_masks(&masks);
     let trainable_params: usize = ps
         .iter()
         .filter(|p| p.require_grad)
-        .map(|p| masks.iter().find(|m| m.id == p.id).map_or(p.numel, |m| m.ones))
+        .map(|p| {
+            masks
+                .iter()
+                .find(|m| m.id == p.id)
+                .map_or(p.numel, |m| m.ones)
+        })
         .sum();
     let before = bias_vectors(trainer.model());
 
@@ -490,15 +612,34 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
                 break 'epochs;
             }
             loss_sum += loss;
-            on_event(Event::Step { epoch, step: i + 1, steps_per_epoch, loss });
+            on_event(Event::Step {
+                epoch,
+                step: i + 1,
+                steps_per_epoch,
+                loss,
+            });
         }
         train_time += t0.elapsed().as_secs_f64();
         let eval_model = trainer.model().valid();
-        let train_scores =
-            cfg.eval_train.then(|| evaluate(&eval_model, task, &train_ex, &train_enc, tok.pad_id, pad_to, &infer_dev));
+        let train_scores = cfg.eval_train.then(|| {
+            evaluate(
+                &eval_model,
+                task,
+                &train_ex,
+                &train_enc,
+                tok.pad_id,
+                pad_to,
+                &infer_dev,
+            )
+        });
         let dev_scores = devs
             .iter()
-            .map(|(name, ex, enc)| (name.clone(), evaluate(&eval_model, task, ex, enc, tok.pad_id, pad_to, &infer_dev)))
+            .map(|(name, ex, enc)| {
+                (
+                    name.clone(),
+                    evaluate(&eval_model, task, ex, enc, tok.pad_id, pad_to, &infer_dev),
+                )
+            })
             .collect();
         epochs.push(EpochRecord {
             epoch,
@@ -513,7 +654,12 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
     let best_epoch = epochs
         .iter()
         .max_by(|a, b| {
-            let h = |e: &EpochRecord| e.dev.values().map(|s| s.get(&headline).copied().unwrap_or(f64::MIN)).sum::<f64>();
+            let h = |e: &EpochRecord| {
+                e.dev
+                    .values()
+                    .map(|s| s.get(&headline).copied().unwrap_or(f64::MIN))
+                    .sum::<f64>()
+            };
             h(a).total_cmp(&h(b)).then(b.epoch.cmp(&a.epoch)) // ties: the earlier epoch
         })
         .map_or(0, |e| e.epoch);
@@ -529,7 +675,8 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
         train_examples: train_ex.len(),
         steps: step,
         wall_seconds: started.elapsed().as_secs_f64(),
-        train_examples_per_second: (step * cfg.batch_size).min(train_ex.len() * n_epochs) as f64 / train_time.max(1e-9),
+        train_examples_per_second: (step * cfg.batch_size).min(train_ex.len() * n_epochs) as f64
+            / train_time.max(1e-9),
         bias_changes: bias_changes(&before, &after),
         diverged,
     })

@@ -257,7 +257,9 @@ pub fn protocol_of(c: &crate::finetune::TrainConfig) -> String {
     };
     let pad = if c.pad_to_max_length { " padded" } else { "" };
     let head = format!("{:?}", c.head).to_lowercase();
-    let floor = c.min_steps.map_or(String::new(), |m| format!(" (≥{m} steps)"));
+    let floor = c
+        .min_steps
+        .map_or(String::new(), |m| format!(" (≥{m} steps)"));
     format!(
         "{} ep{floor} · batch {} · len {}{pad} · {dev} · {head} head · {sched}",
         c.epochs, c.batch_size, c.max_length
@@ -961,7 +963,15 @@ pub fn report(stores: &[&Path], out: &Path, rules: &Rules) -> Result<Written> {
 }
 
 /// The columns that identify one aggregate cell, in their sort order.
-const CELL_KEY: [&str; 7] = ["model", "protocol", "task", "method", "train_size", "lr", "metric"];
+const CELL_KEY: [&str; 7] = [
+    "model",
+    "protocol",
+    "task",
+    "method",
+    "train_size",
+    "lr",
+    "metric",
+];
 
 /// The aggregate as CSV (written by hand: polars is built without its csv feature).
 fn aggregate_csv(agg: &DataFrame) -> Result<String> {

@@ -14,20 +14,30 @@ pub fn fixtures() -> PathBuf {
 
 /// `../shared/data` (CI lays shared/ beside the clone), or `$BITFIT_SHARED_DATA`.
 pub fn shared_data() -> PathBuf {
-    std::env::var_os("BITFIT_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/data"))
+    std::env::var_os("BITFIT_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/data"))
 }
 
 /// The MiniLM folder, or None (with a message) when it is absent and not required.
 /// CI sets BITFIT_REQUIRE_MINILM=1, so there a missing model fails instead of skipping.
 pub fn minilm() -> Option<PathBuf> {
-    let dir = std::env::var_os("BITFIT_MINILM").map(PathBuf::from).unwrap_or_else(|| repo().join("models/all-MiniLM-L6-v2"));
+    let dir = std::env::var_os("BITFIT_MINILM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("models/all-MiniLM-L6-v2"));
     if dir.join("model.safetensors").is_file() {
         return Some(dir);
     }
     if std::env::var_os("BITFIT_REQUIRE_MINILM").is_some() {
-        panic!("BITFIT_REQUIRE_MINILM is set but {} has no model.safetensors; run scripts/fetch_minilm.sh", dir.display());
+        panic!(
+            "BITFIT_REQUIRE_MINILM is set but {} has no model.safetensors; run scripts/fetch_minilm.sh",
+            dir.display()
+        );
     }
-    eprintln!("SKIPPED: all-MiniLM-L6-v2 not found at {} (run scripts/fetch_minilm.sh)", dir.display());
+    eprintln!(
+        "SKIPPED: all-MiniLM-L6-v2 not found at {} (run scripts/fetch_minilm.sh)",
+        dir.display()
+    );
     None
 }
 
@@ -38,35 +48,52 @@ pub struct Tensors {
 impl Tensors {
     pub fn open(path: impl Into<PathBuf>) -> Tensors {
         let path = path.into();
-        Tensors { bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())) }
+        Tensors {
+            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        }
     }
     fn st(&self) -> SafeTensors<'_> {
         SafeTensors::deserialize(&self.bytes).unwrap()
     }
     pub fn names(&self) -> Vec<String> {
-        self.st().names().into_iter().map(|s| s.to_string()).collect()
+        self.st()
+            .names()
+            .into_iter()
+            .map(|s| s.to_string())
+            .collect()
     }
     pub fn shape(&self, name: &str) -> Vec<usize> {
         self.st().tensor(name).unwrap().shape().to_vec()
     }
     pub fn f32(&self, name: &str) -> Vec<f32> {
         let st = self.st();
-        let t = st.tensor(name).unwrap_or_else(|_| panic!("fixture has no tensor {name}"));
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("fixture has no tensor {name}"));
         assert_eq!(t.dtype(), Dtype::F32, "{name}");
-        t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+        t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
     }
     pub fn i64(&self, name: &str) -> Vec<i64> {
         let st = self.st();
         let t = st.tensor(name).unwrap();
         assert_eq!(t.dtype(), Dtype::I64, "{name}");
-        t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+        t.data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
     }
 }
 
 /// max |a - b|
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// The backends this build has: ndarray and flex, plus libtorch with `--features tch` (the
@@ -74,7 +101,10 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// `BITFIT_TEST_CUDA=1` says a GPU is there (scripts/gpu_check.sh).
 pub fn test_backends() -> Vec<bitfit_repro::backend::Backend> {
     use bitfit_repro::backend::Backend;
-    let mut v: Vec<Backend> = [Backend::Ndarray, Backend::Flex, Backend::Tch].into_iter().filter(|b| b.compiled()).collect();
+    let mut v: Vec<Backend> = [Backend::Ndarray, Backend::Flex, Backend::Tch]
+        .into_iter()
+        .filter(|b| b.compiled())
+        .collect();
     if gpu_tests() {
         v.push(Backend::TchCuda);
     }
@@ -83,5 +113,6 @@ pub fn test_backends() -> Vec<bitfit_repro::backend::Backend> {
 
 /// Whether to run the equivalence tests on the GPU too (`BITFIT_TEST_CUDA=1`, a `tch` build).
 pub fn gpu_tests() -> bool {
-    bitfit_repro::backend::Backend::TchCuda.compiled() && std::env::var_os("BITFIT_TEST_CUDA").is_some_and(|v| v == "1")
+    bitfit_repro::backend::Backend::TchCuda.compiled()
+        && std::env::var_os("BITFIT_TEST_CUDA").is_some_and(|v| v == "1")
 }

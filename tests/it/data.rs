@@ -38,7 +38,9 @@ const EXPECTED: &[(Task, Split, usize, &[usize])] = &[
 fn every_glue_tsv_has_the_readme_counts() {
     let g = glue();
     for &(task, split, rows, labels) in EXPECTED {
-        let ex = g.load(task, split).unwrap_or_else(|e| panic!("{task} {split}: {e:#}"));
+        let ex = g
+            .load(task, split)
+            .unwrap_or_else(|e| panic!("{task} {split}: {e:#}"));
         assert_eq!(ex.len(), rows, "{task} {split} rows");
         if !labels.is_empty() {
             assert_eq!(label_counts(task, &ex), labels, "{task} {split} labels");
@@ -46,7 +48,10 @@ fn every_glue_tsv_has_the_readme_counts() {
         let labelled = ex.iter().filter(|e| e.label != Label::None).count();
         let want_labelled = if split == Split::Test { 0 } else { rows };
         assert_eq!(labelled, want_labelled, "{task} {split} labelled rows");
-        assert!(ex.iter().all(|e| !e.text_a.is_empty()), "{task} {split}: empty text");
+        assert!(
+            ex.iter().all(|e| !e.text_a.is_empty()),
+            "{task} {split}: empty text"
+        );
         assert_eq!(ex[0].text_b.is_some(), task.is_pair(), "{task} pairs");
     }
 }
@@ -55,28 +60,52 @@ fn every_glue_tsv_has_the_readme_counts() {
 fn stsb_scores_and_quirky_rows_parse() {
     let g = glue();
     let ex = g.load(Task::StsB, Split::Dev).unwrap();
-    let scores: Vec<f32> = ex.iter().map(|e| match e.label { Label::Score(s) => s, _ => panic!() }).collect();
+    let scores: Vec<f32> = ex
+        .iter()
+        .map(|e| match e.label {
+            Label::Score(s) => s,
+            _ => panic!(),
+        })
+        .collect();
     assert!(scores.iter().all(|s| (0.0..=5.0).contains(s)));
     assert_eq!(ex[0].text_a, "A man with a hard hat is dancing.");
     // MRPC: the BOM must not hide the `Quality` column; CoLA: no header, sentence in column 4
     let m = g.load(Task::Mrpc, Split::Dev).unwrap();
     assert!(m[0].text_b.is_some());
     let c = g.load(Task::CoLA, Split::Dev).unwrap();
-    assert_eq!(c[0].text_a, "The sailors rode the breeze clear of the rocks.");
+    assert_eq!(
+        c[0].text_a,
+        "The sailors rode the breeze clear of the rocks."
+    );
     assert_eq!(c[0].label, Label::Class(1));
     // quoting off: bare quotes stay in the text
     let r = g.load(Task::Rte, Split::Train).unwrap();
     assert_eq!(r.len(), 2490);
-    assert!(r.iter().any(|e| e.text_a.contains('"') || e.text_b.as_deref().unwrap_or("").contains('"')));
+    assert!(
+        r.iter()
+            .any(|e| e.text_a.contains('"') || e.text_b.as_deref().unwrap_or("").contains('"'))
+    );
 }
 
 #[test]
 fn missing_tasks_name_the_path_and_the_fix() {
-    let e = glue().load(Task::Mnli, Split::Train).unwrap_err().to_string();
-    assert!(e.contains("MNLI/train.tsv") && e.contains("mnli/train-") && e.contains("download"), "{e}");
+    let e = glue()
+        .load(Task::Mnli, Split::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("MNLI/train.tsv") && e.contains("mnli/train-") && e.contains("download"),
+        "{e}"
+    );
     let e = glue().load(Task::Qqp, Split::Dev).unwrap_err().to_string();
     assert!(e.contains("QQP/dev.tsv"), "{e}");
-    assert!("XNLI".parse::<Task>().unwrap_err().to_string().contains("valid tasks"));
+    assert!(
+        "XNLI"
+            .parse::<Task>()
+            .unwrap_err()
+            .to_string()
+            .contains("valid tasks")
+    );
     assert_eq!("sst2".parse::<Task>().unwrap(), Task::Sst2);
     assert_eq!("STS-B".parse::<Task>().unwrap(), Task::StsB);
 }
@@ -84,14 +113,18 @@ fn missing_tasks_name_the_path_and_the_fix() {
 fn write_parquet(path: &std::path::Path, mut df: polars::prelude::DataFrame) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let f = std::fs::File::create(path).unwrap();
-    polars::prelude::ParquetWriter::new(f).finish(&mut df).unwrap();
+    polars::prelude::ParquetWriter::new(f)
+        .finish(&mut df)
+        .unwrap();
 }
 
 #[test]
 fn hf_parquet_layout_from_the_hub_cache() {
     use polars::prelude::*;
     let cache = tempfile::tempdir().unwrap();
-    let repo = cache.path().join(cache_repo_folder(RepoKind::Dataset, "nyu-mll/glue"));
+    let repo = cache
+        .path()
+        .join(cache_repo_folder(RepoKind::Dataset, "nyu-mll/glue"));
     assert!(repo.ends_with("datasets--nyu-mll--glue"));
     let snap = repo.join("snapshots/0123abcd");
     std::fs::create_dir_all(repo.join("refs")).unwrap();
@@ -105,8 +138,13 @@ fn hf_parquet_layout_from_the_hub_cache() {
         "idx" => [0i32, 1, 2, 3],
     )
     .unwrap();
-    write_parquet(&snap.join("mnli/validation_matched-00000-of-00001.parquet"), mnli);
-    let stsb = df!("sentence1" => ["a"], "sentence2" => ["b"], "label" => [3.8f32], "idx" => [0i32]).unwrap();
+    write_parquet(
+        &snap.join("mnli/validation_matched-00000-of-00001.parquet"),
+        mnli,
+    );
+    let stsb =
+        df!("sentence1" => ["a"], "sentence2" => ["b"], "label" => [3.8f32], "idx" => [0i32])
+            .unwrap();
     write_parquet(&snap.join("stsb/validation-00000-of-00001.parquet"), stsb);
     let sst = df!("sentence" => ["good", "bad"], "label" => [1i64, 0], "idx" => [0i32, 1]).unwrap();
     write_parquet(&snap.join("sst2/train-00000-of-00002.parquet"), sst.clone());
@@ -119,7 +157,15 @@ fn hf_parquet_layout_from_the_hub_cache() {
     let labels: Vec<Label> = ex.iter().map(|e| e.label).collect();
     let names = Task::Mnli.labels();
     assert_eq!(names[1], "entailment");
-    assert_eq!(labels, vec![Label::Class(1), Label::Class(2), Label::Class(0), Label::None]);
+    assert_eq!(
+        labels,
+        vec![
+            Label::Class(1),
+            Label::Class(2),
+            Label::Class(0),
+            Label::None
+        ]
+    );
     assert_eq!(ex[2].text_a, "p2");
     assert_eq!(ex[2].text_b.as_deref(), Some("h2"));
     let s = g.load(Task::StsB, Split::Dev).unwrap();
@@ -147,9 +193,13 @@ fn model_cache_resolution_follows_refs() {
     assert!(d.ends_with("snapshots/bbb"));
     let d = cached_snapshot(cache.path(), RepoKind::Model, "bert-base-cased", "aaa").unwrap();
     assert!(d.ends_with("snapshots/aaa"));
-    let e = cached_snapshot(cache.path(), RepoKind::Model, "bert-base-cased", "v2").unwrap_err().to_string();
+    let e = cached_snapshot(cache.path(), RepoKind::Model, "bert-base-cased", "v2")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("2 snapshots"), "{e}");
-    let e = cached_snapshot(cache.path(), RepoKind::Model, "roberta-base", "main").unwrap_err().to_string();
+    let e = cached_snapshot(cache.path(), RepoKind::Model, "roberta-base", "main")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not in the Hugging Face cache"), "{e}");
 }
 
@@ -162,7 +212,8 @@ fn fetch_writes_the_hub_cache_layout() {
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let sha = "5a5e";
     let config = std::fs::read(crate::common::fixtures().join("tiny_bert/config.json")).unwrap();
-    let weights = std::fs::read(crate::common::fixtures().join("tiny_bert/model.safetensors")).unwrap();
+    let weights =
+        std::fs::read(crate::common::fixtures().join("tiny_bert/model.safetensors")).unwrap();
     let api = format!(
         r#"{{"sha":"{sha}","siblings":[{{"rfilename":"config.json"}},{{"rfilename":"model.safetensors"}},{{"rfilename":"pytorch_model.bin"}},{{"rfilename":"tf_model.h5"}}]}}"#
     );
@@ -183,11 +234,19 @@ fn fetch_writes_the_hub_cache_layout() {
             let path = line.split_whitespace().nth(1).unwrap().to_string();
             let (body, etag): (Vec<u8>, &str) = match path.as_str() {
                 "/api/models/org/tiny/revision/main" => (api.clone().into_bytes(), "api"),
-                p if p == format!("/org/tiny/resolve/{sha}/config.json") => (config.clone(), "etag-config"),
-                p if p == format!("/org/tiny/resolve/{sha}/model.safetensors") => (weights.clone(), "etag-weights"),
+                p if p == format!("/org/tiny/resolve/{sha}/config.json") => {
+                    (config.clone(), "etag-config")
+                }
+                p if p == format!("/org/tiny/resolve/{sha}/model.safetensors") => {
+                    (weights.clone(), "etag-weights")
+                }
                 _ => (b"not found".to_vec(), ""),
             };
-            let status = if etag.is_empty() { "404 Not Found" } else { "200 OK" };
+            let status = if etag.is_empty() {
+                "404 Not Found"
+            } else {
+                "200 OK"
+            };
             write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nETag: \"{etag}\"\r\nConnection: close\r\n\r\n", body.len()).unwrap();
             stream.write_all(&body).unwrap();
             served.push(path);
@@ -196,17 +255,40 @@ fn fetch_writes_the_hub_cache_layout() {
     });
     let cache = tempfile::tempdir().unwrap();
     let want = |f: &str| bitfit_repro::hub::MODEL_FILES.contains(&f);
-    let snap = bitfit_repro::hub::fetch(cache.path(), &endpoint, RepoKind::Model, "org/tiny", "main", &want).unwrap();
+    let snap = bitfit_repro::hub::fetch(
+        cache.path(),
+        &endpoint,
+        RepoKind::Model,
+        "org/tiny",
+        "main",
+        &want,
+    )
+    .unwrap();
     let served = server.join().unwrap();
-    assert_eq!(served.len(), 3, "api + 2 files (pytorch_model.bin skipped: safetensors present; tf_model.h5 not wanted)");
+    assert_eq!(
+        served.len(),
+        3,
+        "api + 2 files (pytorch_model.bin skipped: safetensors present; tf_model.h5 not wanted)"
+    );
     let repo = cache.path().join("models--org--tiny");
-    assert_eq!(std::fs::read_to_string(repo.join("refs/main")).unwrap(), sha);
+    assert_eq!(
+        std::fs::read_to_string(repo.join("refs/main")).unwrap(),
+        sha
+    );
     assert!(repo.join("blobs/etag-weights").is_file());
-    assert!(std::fs::symlink_metadata(snap.join("model.safetensors")).unwrap().file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(snap.join("model.safetensors"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     // the resolver finds it, and the model loads from it
     let found = cached_snapshot(cache.path(), RepoKind::Model, "org/tiny", "main").unwrap();
     assert_eq!(found, snap);
     let dev = bitfit_repro::backend::Backend::Ndarray.device().unwrap();
-    let (_, report) = bitfit_repro::model::Checkpoint::open(&found).unwrap().load(&dev).unwrap();
+    let (_, report) = bitfit_repro::model::Checkpoint::open(&found)
+        .unwrap()
+        .load(&dev)
+        .unwrap();
     assert!(report.applied > 0);
 }

@@ -13,13 +13,17 @@ fn repro() -> Command {
 }
 
 fn run_dirs(store: &Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(store.join("runs")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let mut v: Vec<_> = std::fs::read_dir(store.join("runs"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     v.sort();
     v
 }
 
 fn attempts(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("attempts.log")).map(|s| s.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(dir.join("attempts.log"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -31,20 +35,41 @@ fn smoke_grid_survives_sigkill_and_resumes() {
     let store = tmp.path().join("store");
     let set_store = format!("--set=store={}", store.display());
     // dry run: 8 pending runs
-    let out = repro().args(["run", "experiments/smoke.toml", "--dry-run", &set_store]).output().unwrap();
+    let out = repro()
+        .args(["run", "experiments/smoke.toml", "--dry-run", &set_store])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("8 pending"), "{text}");
 
     // start, wait until one run is done and the next one is in flight, then SIGKILL
-    let mut child = repro().args(["run", "experiments/smoke.toml", &set_store]).spawn().unwrap();
+    let mut child = repro()
+        .args(["run", "experiments/smoke.toml", &set_store])
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     let killed_during = loop {
-        assert!(t0.elapsed() < Duration::from_secs(600), "smoke runs did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "smoke runs did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
         let dirs = run_dirs(&store);
-        let done: Vec<_> = dirs.iter().filter(|d| d.join("result.json").is_file()).cloned().collect();
-        let running: Vec<_> = dirs.iter().filter(|d| !d.join("result.json").is_file() && d.join("epochs.jsonl").is_file()).cloned().collect();
+        let done: Vec<_> = dirs
+            .iter()
+            .filter(|d| d.join("result.json").is_file())
+            .cloned()
+            .collect();
+        let running: Vec<_> = dirs
+            .iter()
+            .filter(|d| !d.join("result.json").is_file() && d.join("epochs.jsonl").is_file())
+            .cloned()
+            .collect();
         if !done.is_empty() && !running.is_empty() {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
@@ -55,55 +80,106 @@ fn smoke_grid_survives_sigkill_and_resumes() {
         }
     };
     let (done, running) = killed_during;
-    let before: Vec<Vec<u8>> = done.iter().map(|d| std::fs::read(d.join("result.json")).unwrap()).collect();
+    let before: Vec<Vec<u8>> = done
+        .iter()
+        .map(|d| std::fs::read(d.join("result.json")).unwrap())
+        .collect();
     // status sees the interrupted run
-    let out = repro().args(["status", "experiments/smoke.toml", &set_store]).output().unwrap();
+    let out = repro()
+        .args(["status", "experiments/smoke.toml", &set_store])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("interrupted"), "{text}");
 
-    let out = repro().args(["run", "experiments/smoke.toml", &set_store]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let out = repro()
+        .args(["run", "experiments/smoke.toml", &set_store])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     // completed runs were not retrained, the interrupted one was restarted once and completed
     for (d, b) in done.iter().zip(&before) {
-        assert_eq!(&std::fs::read(d.join("result.json")).unwrap(), b, "{} was retrained", d.display());
+        assert_eq!(
+            &std::fs::read(d.join("result.json")).unwrap(),
+            b,
+            "{} was retrained",
+            d.display()
+        );
         assert_eq!(attempts(d), 1);
     }
     for d in &running {
-        assert!(d.join("result.json").is_file(), "interrupted run {} did not complete", d.display());
+        assert!(
+            d.join("result.json").is_file(),
+            "interrupted run {} did not complete",
+            d.display()
+        );
         assert_eq!(attempts(d), 2, "interrupted run restarted exactly once");
     }
     let dirs = run_dirs(&store);
     assert_eq!(dirs.len(), 8, "one folder per cell");
     for d in &dirs {
-        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("result.json")).unwrap()).unwrap();
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("result.json")).unwrap()).unwrap();
         assert!(!r["epochs"].as_array().unwrap().is_empty());
-        let lines = std::fs::read_to_string(d.join("epochs.jsonl")).unwrap().lines().count();
+        let lines = std::fs::read_to_string(d.join("epochs.jsonl"))
+            .unwrap()
+            .lines()
+            .count();
         assert_eq!(lines, 1, "{}: one epoch record", d.display());
     }
     // a third run trains nothing
-    let out = repro().args(["run", "experiments/smoke.toml", &set_store]).output().unwrap();
+    let out = repro()
+        .args(["run", "experiments/smoke.toml", &set_store])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("0 trained") && text.contains("8 already done"), "{text}");
+    assert!(
+        text.contains("0 trained") && text.contains("8 already done"),
+        "{text}"
+    );
     // repro report on the smoke grid's results: aggregate + table, from the store alone
     let pt = tmp.path().join("paper_tables");
-    let out = repro().args(["report", "--results"]).arg(&store).arg("--out").arg(&pt).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let out = repro()
+        .args(["report", "--results"])
+        .arg(&store)
+        .arg("--out")
+        .arg(&pt)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     let csv = std::fs::read_to_string(pt.join("aggregate.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
-    let headline: Vec<Vec<&str>> =
-        csv.lines().skip(1).map(|l| l.split(',').collect::<Vec<_>>()).filter(|f| f[col("headline")] == "true").collect();
+    let headline: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[col("headline")] == "true")
+        .collect();
     assert_eq!(headline.len(), 4, "2 tasks x 2 methods: {csv}");
     for f in &headline {
-        let (n, excluded): (u32, u32) = (f[col("n")].parse().unwrap(), f[col("n_excluded")].parse().unwrap());
+        let (n, excluded): (u32, u32) = (
+            f[col("n")].parse().unwrap(),
+            f[col("n_excluded")].parse().unwrap(),
+        );
         assert_eq!(n + excluded, 2, "2 seeds per cell: {f:?}");
         assert_eq!(f[col("examples")], "32.0", "{f:?}");
     }
-    assert!(csv.contains(",MRPC,") && csv.contains(",accuracy,false,"), "MRPC accuracy kept as a secondary metric: {csv}");
+    assert!(
+        csv.contains(",MRPC,") && csv.contains(",accuracy,false,"),
+        "MRPC accuracy kept as a secondary metric: {csv}"
+    );
     let md = std::fs::read_to_string(pt.join("table3.md")).unwrap();
-    assert!(md.contains("ours: BitFit (`bitfit`)") && md.contains("ours: Full-FT (`full_ft`)") && md.contains("paper: BitFit (R)"), "{md}");
+    assert!(
+        md.contains("ours: BitFit (`bitfit`)")
+            && md.contains("ours: Full-FT (`full_ft`)")
+            && md.contains("paper: BitFit (R)"),
+        "{md}"
+    );
     for t in ["table1", "table2", "table3"] {
         for ext in ["md", "tex", "csv"] {
             assert!(pt.join(format!("{t}.{ext}")).is_file(), "{t}.{ext}");
@@ -111,27 +187,59 @@ fn smoke_grid_survives_sigkill_and_resumes() {
     }
     assert!(pt.join("aggregate.parquet").is_file());
     let fig1 = std::fs::read_to_string(pt.join("fig1_bias_change.md")).unwrap();
-    assert!(fig1.contains("| b_q |") && fig1.contains("| b_k |"), "{fig1}");
-    for f in ["fig1_bias_change_all-MiniLM-L6-v2_SST-2_bitfit", "learning_curves_all-MiniLM-L6-v2", "generalization_gap_all-MiniLM-L6-v2"] {
+    assert!(
+        fig1.contains("| b_q |") && fig1.contains("| b_k |"),
+        "{fig1}"
+    );
+    for f in [
+        "fig1_bias_change_all-MiniLM-L6-v2_SST-2_bitfit",
+        "learning_curves_all-MiniLM-L6-v2",
+        "generalization_gap_all-MiniLM-L6-v2",
+    ] {
         let png = std::fs::read(pt.join(format!("{f}.png"))).unwrap();
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{f}.png");
-        assert!(std::fs::read_to_string(pt.join(format!("{f}.svg"))).unwrap().contains("</svg>"), "{f}.svg");
+        assert!(
+            std::fs::read_to_string(pt.join(format!("{f}.svg")))
+                .unwrap()
+                .contains("</svg>"),
+            "{f}.svg"
+        );
     }
     // deterministic: a second report from the same store is byte-identical
     let pt2 = tmp.path().join("paper_tables_again");
-    assert!(repro().args(["report", "--results"]).arg(&store).arg("--out").arg(&pt2).output().unwrap().status.success());
-    let mut names: Vec<_> = std::fs::read_dir(&pt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        repro()
+            .args(["report", "--results"])
+            .arg(&store)
+            .arg("--out")
+            .arg(&pt2)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let mut names: Vec<_> = std::fs::read_dir(&pt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     assert!(names.len() >= 20, "{names:?}");
     for n in &names {
-        assert_eq!(std::fs::read(pt.join(n)).unwrap(), std::fs::read(pt2.join(n)).unwrap(), "{n:?} differs between two reports");
+        assert_eq!(
+            std::fs::read(pt.join(n)).unwrap(),
+            std::fs::read(pt2.join(n)).unwrap(),
+            "{n:?} differs between two reports"
+        );
     }
     assert!(
         text.contains("skipped: fig2_train_size (all-MiniLM-L6-v2; 1 ep · batch 8 · len 64 · dev first 64 · pooler head · constant lr): no task ran at two or more training-set sizes"),
         "{text}"
     );
     let gap = std::fs::read_to_string(pt.join("generalization_gap.md")).unwrap();
-    assert!(gap.contains("| SST-2 | 32 | bitfit |") && gap.contains("| MRPC | 32 | full_ft |"), "{gap}");
+    assert!(
+        gap.contains("| SST-2 | 32 | bitfit |") && gap.contains("| MRPC | 32 | full_ft |"),
+        "{gap}"
+    );
 }
 
 #[test]
@@ -142,18 +250,32 @@ fn two_workers_train_each_cell_once() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let out = repro()
-        .args(["run", "experiments/smoke.toml", "--jobs", "2", "--set=seeds=[5]", "--set=epochs=1"])
+        .args([
+            "run",
+            "experiments/smoke.toml",
+            "--jobs",
+            "2",
+            "--set=seeds=[5]",
+            "--set=epochs=1",
+        ])
         .arg(format!("--set=store={}", store.display()))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     let dirs = run_dirs(&store);
     assert_eq!(dirs.len(), 4);
     for d in &dirs {
         assert!(d.join("result.json").is_file());
         let a = std::fs::read_to_string(d.join("attempts.log")).unwrap();
-        assert_eq!(a.lines().count(), 1, "{} trained {} times", d.display(), a.lines().count());
+        assert_eq!(
+            a.lines().count(),
+            1,
+            "{} trained {} times",
+            d.display(),
+            a.lines().count()
+        );
     }
 }
 
@@ -180,13 +302,20 @@ fn diverged_runs_are_recorded_and_shards_split_the_grid() {
     let g = grid.to_str().unwrap();
     for shard in ["0/2", "1/2"] {
         let out = repro().args(["run", g, "--shard", shard]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{text}");
-        assert!(text.contains("1 diverged") && text.contains("1 trained"), "shard {shard}: {text}");
+        assert!(
+            text.contains("1 diverged") && text.contains("1 trained"),
+            "shard {shard}: {text}"
+        );
     }
     let out = repro().args(["status", g]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("2 diverged") && text.contains("2 done"), "{text}");
+    assert!(
+        text.contains("2 diverged") && text.contains("2 done"),
+        "{text}"
+    );
     let dirs = run_dirs(&tmp.path().join("store"));
     assert_eq!(dirs.len(), 4);
     assert!(dirs.iter().all(|d| attempts(d) == 1));
@@ -198,21 +327,37 @@ fn bench_reports_every_cell() {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("bench.json");
     let out = repro()
-        .args(["bench", "--model", "tests/fixtures/tiny_bert", "--batch-size", "2", "--seq-len", "8", "--steps", "2"])
+        .args([
+            "bench",
+            "--model",
+            "tests/fixtures/tiny_bert",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "8",
+            "--steps",
+            "2",
+        ])
         .args(["--backends", "ndarray,flex", "--methods", "full_ft,bitfit"])
         .arg(format!("--json={}", json.display()))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(rows.len(), 4);
     for r in &rows {
         assert!(r["ms_per_step_median"].as_f64().unwrap() > 0.0);
         assert!(r["peak_rss_mib"].as_f64().unwrap() > 1.0);
         assert!(r["gflop_per_step"].as_f64().unwrap() > 0.0);
     }
-    let trainable = |m: &str| rows.iter().find(|r| r["method"] == m).unwrap()["trainable_params"].as_u64().unwrap();
+    let trainable = |m: &str| {
+        rows.iter().find(|r| r["method"] == m).unwrap()["trainable_params"]
+            .as_u64()
+            .unwrap()
+    };
     assert!(trainable("bitfit") * 10 < trainable("full_ft"));
     assert!(text.contains("ms/step"), "{text}");
 }
@@ -224,7 +369,11 @@ fn committed_records_regenerate_paper_tables() {
     let tmp = tempfile::tempdir().unwrap();
     // the stores git tracks (a local store of one's own, e.g. the README's quickstart, is not
     // part of paper_tables/); records added to a tracked store do count: rerun `repro report`
-    let tracked = Command::new("git").current_dir(repo()).args(["ls-files", "results"]).output().unwrap();
+    let tracked = Command::new("git")
+        .current_dir(repo())
+        .args(["ls-files", "results"])
+        .output()
+        .unwrap();
     assert!(tracked.status.success(), "git ls-files failed");
     let mut stores: Vec<String> = String::from_utf8_lossy(&tracked.stdout)
         .lines()
@@ -238,7 +387,8 @@ fn committed_records_regenerate_paper_tables() {
         report.args(["--results", s]);
     }
     let out = report.arg("--out").arg(tmp.path()).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     let names = |dir: &Path| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -251,10 +401,15 @@ fn committed_records_regenerate_paper_tables() {
         v
     };
     let committed = repo().join("paper_tables");
-    assert_eq!(names(tmp.path()), names(&committed), "paper_tables/ is not what `repro report` writes from results/; rerun it");
+    assert_eq!(
+        names(tmp.path()),
+        names(&committed),
+        "paper_tables/ is not what `repro report` writes from results/; rerun it"
+    );
     for n in names(tmp.path()) {
         assert!(
-            std::fs::read(tmp.path().join(&n)).unwrap() == std::fs::read(committed.join(&n)).unwrap(),
+            std::fs::read(tmp.path().join(&n)).unwrap()
+                == std::fs::read(committed.join(&n)).unwrap(),
             "paper_tables/{n} differs from what `repro report` regenerates from the committed records; rerun `repro report`"
         );
     }
@@ -270,18 +425,55 @@ fn time_limit_starts_only_what_fits_and_a_rerun_finishes() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let set_store = format!("--set=store={}", tmp.path().join("store").display());
-    let out = repro().args(["run", "experiments/smoke.toml", "--time-limit", "1s", &set_store]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let out = repro()
+        .args([
+            "run",
+            "experiments/smoke.toml",
+            "--time-limit",
+            "1s",
+            &set_store,
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 trained"), "{text}");
-    assert!(text.contains("time limit: 1 done, 7 left (estimated ") && text.contains("7 not started for lack of time"), "{text}");
-    let out = repro().args(["run", "experiments/smoke.toml", "--time-limit", "1h", &set_store]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("time limit: 1 done, 7 left (estimated ")
+            && text.contains("7 not started for lack of time"),
+        "{text}"
+    );
+    let out = repro()
+        .args([
+            "run",
+            "experiments/smoke.toml",
+            "--time-limit",
+            "1h",
+            &set_store,
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("7 trained") && text.contains("1 already done") && text.contains("time limit: 8 done, 0 left"), "{text}");
+    assert!(
+        text.contains("7 trained")
+            && text.contains("1 already done")
+            && text.contains("time limit: 8 done, 0 left"),
+        "{text}"
+    );
     let other = tmp.path().join("other");
-    let out = repro().args(["run", "experiments/smoke.toml", "--time-limit", "2x"]).arg(format!("--set=store={}", other.display())).output().unwrap();
+    let out = repro()
+        .args(["run", "experiments/smoke.toml", "--time-limit", "2x"])
+        .arg(format!("--set=store={}", other.display()))
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && text.contains("--time-limit 2x: expected a duration such as 2h30m"), "{text}");
+    assert!(
+        !out.status.success()
+            && text.contains("--time-limit 2x: expected a duration such as 2h30m"),
+        "{text}"
+    );
     assert!(!other.exists(), "a rejected flag left a store behind");
 }

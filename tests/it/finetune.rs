@@ -33,7 +33,10 @@ struct GoldenRun {
 }
 
 fn golden() -> Golden {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("golden_steps/golden_steps.json")).unwrap()).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("golden_steps/golden_steps.json")).unwrap(),
+    )
+    .unwrap()
 }
 
 fn batch(g: &Golden) -> Batch {
@@ -54,7 +57,11 @@ fn tiny_classifier(backend: Backend, num_labels: usize, head_file: &Tensors) -> 
     ckpt.config.attention_probs_dropout_prob = 0.0;
     let (bert, _) = ckpt.load(&dev).unwrap();
     let mut clf = BertClassifier::new(bert, &ckpt.config, num_labels, HeadPooling::Pooler, 0, &dev);
-    clf.set_head(&head_file.f32("init.classifier.weight"), &head_file.f32("init.classifier.bias"), &dev);
+    clf.set_head(
+        &head_file.f32("init.classifier.weight"),
+        &head_file.f32("init.classifier.bias"),
+        &dev,
+    );
     clf
 }
 
@@ -63,33 +70,66 @@ fn run_golden(backend: Backend, tag: &str) {
     let run = &g.runs[tag];
     let file = Tensors::open(fixtures().join("golden_steps").join(&run.file));
     let method = Method::parse(&run.method).unwrap();
-    let mut trainer = Trainer::new(tiny_classifier(backend, run.num_labels, &file), &method, AdamWConfig::default(), run.num_labels == 1);
+    let mut trainer = Trainer::new(
+        tiny_classifier(backend, run.num_labels, &file),
+        &method,
+        AdamWConfig::default(),
+        run.num_labels == 1,
+    );
     // the trainable set is exactly the reference's
-    let mut ours: Vec<String> =
-        hf_tensors(trainer.model(), |_, req| req).into_iter().map(|t| t.name).collect();
+    let mut ours: Vec<String> = hf_tensors(trainer.model(), |_, req| req)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     let mut theirs = run.trainable.clone();
     ours.sort();
     theirs.sort();
     assert_eq!(ours, theirs, "{tag}: trainable tensors");
 
     let b = batch(&g);
-    let targets = if run.num_labels == 1 { Targets::Scores(g.targets.clone()) } else { Targets::Classes(g.labels.clone()) };
+    let targets = if run.num_labels == 1 {
+        Targets::Scores(g.targets.clone())
+    } else {
+        Targets::Classes(g.labels.clone())
+    };
     for s in 0..g.steps {
         let (loss, stats) = trainer.step(&b, &targets, run.lr);
         let rel = (loss - run.losses[s]).abs() / run.losses[s].abs();
-        assert!(rel <= 1e-4, "{backend} {tag} step {s}: loss {loss} vs PyTorch {} (rel {rel:.2e})", run.losses[s]);
+        assert!(
+            rel <= 1e-4,
+            "{backend} {tag} step {s}: loss {loss} vs PyTorch {} (rel {rel:.2e})",
+            run.losses[s]
+        );
         let reln = (stats.grad_norm - run.grad_norms[s]).abs() / run.grad_norms[s];
-        assert!(reln <= 1e-3, "{backend} {tag} step {s}: grad norm {} vs {}", stats.grad_norm, run.grad_norms[s]);
+        assert!(
+            reln <= 1e-3,
+            "{backend} {tag} step {s}: grad norm {} vs {}",
+            stats.grad_norm,
+            run.grad_norms[s]
+        );
     }
     let mut worst = 0f32;
     for t in hf_tensors(trainer.model(), |_, req| req) {
         let reference = file.f32(&t.name);
         let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
-        let d = t.values.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+        let d = t
+            .values
+            .iter()
+            .zip(&reference)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+            / scale;
         worst = worst.max(d);
-        assert!(d <= 1e-4, "{backend} {tag}: {} differs from PyTorch after {} steps (max rel {d:.2e})", t.name, g.steps);
+        assert!(
+            d <= 1e-4,
+            "{backend} {tag}: {} differs from PyTorch after {} steps (max rel {d:.2e})",
+            t.name,
+            g.steps
+        );
     }
-    eprintln!("{backend} {tag}: {} steps match, worst tensor rel diff {worst:.2e}", g.steps);
+    eprintln!(
+        "{backend} {tag}: {} steps match, worst tensor rel diff {worst:.2e}",
+        g.steps
+    );
 }
 
 #[test]
@@ -139,13 +179,23 @@ fn frozen_tensors_stay_bit_identical_and_b_k_does_not_move() {
     for _ in 0..10 {
         trainer.step(&b, &Targets::Classes(g.labels.clone()), 1e-2);
     }
-    assert_eq!(trainer.opt.state_len(), run.trainable.len(), "optimizer state only for trained tensors");
+    assert_eq!(
+        trainer.opt.state_len(),
+        run.trainable.len(),
+        "optimizer state only for trained tensors"
+    );
     let after = hf_tensors(trainer.model(), |_, _| true);
     let mut dq = 0.0;
     let mut dk = 0.0;
     for (a, b) in before.iter().zip(&after) {
         assert_eq!(a.name, b.name);
-        let delta = a.values.iter().zip(&b.values).map(|(x, y)| (x - y).abs() as f64).sum::<f64>() / a.values.len() as f64;
+        let delta = a
+            .values
+            .iter()
+            .zip(&b.values)
+            .map(|(x, y)| (x - y).abs() as f64)
+            .sum::<f64>()
+            / a.values.len() as f64;
         if !b.require_grad {
             assert!(a.values == b.values, "frozen {} changed", a.name);
         } else if a.name.ends_with("query.bias") {
@@ -166,8 +216,15 @@ fn trainable_counts_per_method() {
     let head = h * 2 + 2;
     let count = |m: &str| {
         let (bert, _) = ckpt.load(&dev).unwrap();
-        let clf = apply_method(BertClassifier::new(bert, &ckpt.config, 2, HeadPooling::Pooler, 0, &dev), &Method::parse(m).unwrap());
-        params(&clf).iter().filter(|p| p.require_grad).map(|p| p.numel).sum::<usize>()
+        let clf = apply_method(
+            BertClassifier::new(bert, &ckpt.config, 2, HeadPooling::Pooler, 0, &dev),
+            &Method::parse(m).unwrap(),
+        );
+        params(&clf)
+            .iter()
+            .filter(|p| p.require_grad)
+            .map(|p| p.numel)
+            .sum::<usize>()
     };
     assert_eq!(count("bitfit"), l * (7 * h + i) + h + h + head);
     assert_eq!(count("b_q+b_m2"), l * (h + i) + h + head);
@@ -191,7 +248,10 @@ fn random_masks_leave_masked_scalars_untouched() {
         if let Some(b) = budget {
             let ones: usize = masks.iter().map(|m| m.ones).sum();
             // drawn with replacement: a few collisions, never more than the budget
-            assert!(ones <= b + masks.len() && ones * 10 >= b * 9, "{spec}: {ones} free scalars for budget {b}");
+            assert!(
+                ones <= b + masks.len() && ones * 10 >= b * 9,
+                "{spec}: {ones} free scalars for budget {b}"
+            );
         } else {
             for m in &masks {
                 let p = ps.iter().find(|p| p.id == m.id).unwrap();
@@ -220,7 +280,12 @@ fn random_masks_leave_masked_scalars_untouched() {
                     None => b.require_grad,
                 };
                 if !free {
-                    assert_eq!(x.to_bits(), y.to_bits(), "{spec}: masked scalar {j} of {} changed", a.name);
+                    assert_eq!(
+                        x.to_bits(),
+                        y.to_bits(),
+                        "{spec}: masked scalar {j} of {} changed",
+                        a.name
+                    );
                 } else if x != y {
                     moved_free += 1;
                 }

@@ -42,7 +42,11 @@ fn cartesian_zip_and_overrides() {
     }
     // override: RTE + bitfit runs get 5 epochs, the rest 3
     for c in &cells {
-        let want = if c.config.task.name() == "RTE" && c.config.method == Method::Bitfit { 5 } else { 3 };
+        let want = if c.config.task.name() == "RTE" && c.config.method == Method::Bitfit {
+            5
+        } else {
+            3
+        };
         assert_eq!(c.config.epochs, want, "{:?}", c.settings);
     }
     let seeds: Vec<u64> = cells.iter().map(|c| c.config.seed).collect();
@@ -62,14 +66,21 @@ fn cli_set_overrides_base_and_axes() {
     g.apply_set("task=SST-2").unwrap();
     let cells = g.expand().unwrap();
     assert_eq!(cells.len(), 3);
-    assert!(cells.iter().all(|c| c.config.seed == 7 && c.config.epochs == 1));
+    assert!(
+        cells
+            .iter()
+            .all(|c| c.config.seed == 7 && c.config.epochs == 1)
+    );
     assert_eq!(g.store, Path::new("/tmp/elsewhere"));
     let e = g.apply_set("lr=0.1").unwrap_err().to_string();
     assert!(e.contains("zipped"), "{e}");
     let e = g.apply_set("epochs").unwrap_err().to_string();
     assert!(e.contains("key=value"), "{e}");
     let e = g.apply_set("epochz=3").unwrap_err().to_string();
-    assert!(e.contains("--set epochz") && e.contains("unknown key"), "{e}");
+    assert!(
+        e.contains("--set epochz") && e.contains("unknown key"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -78,11 +89,18 @@ fn run_ids_are_stable_and_change_with_any_field() {
     let cells = g.expand().unwrap();
     let c = &cells[0].config;
     let id = run_id(c, "m", "d");
-    assert_eq!(id, run_id(&g.expand().unwrap()[0].config, "m", "d"), "same config, same id");
+    assert_eq!(
+        id,
+        run_id(&g.expand().unwrap()[0].config, "m", "d"),
+        "same config, same id"
+    );
     assert_eq!(id.len(), 16);
     let mut ids = std::collections::HashSet::new();
     for c in &cells {
-        assert!(ids.insert(run_id(&c.config, "m", "d")), "distinct cells, distinct ids");
+        assert!(
+            ids.insert(run_id(&c.config, "m", "d")),
+            "distinct cells, distinct ids"
+        );
     }
     assert_ne!(id, run_id(c, "m2", "d"), "model digest");
     assert_ne!(id, run_id(c, "m", "d2"), "data digest");
@@ -119,51 +137,107 @@ fn run_ids_are_stable_and_change_with_any_field() {
 fn bad_grids_name_the_problem() {
     let base = "[axes]\ntask = [\"RTE\"]\nmethod = [\"bitfit\"]\nlr = [1e-3]\n";
     let cases: &[(&str, &[&str])] = &[
-        ("[base]\nepoch = 3\n", &["exp/test.toml:2", "unknown key `epoch`", "epochs"]),
-        ("[base]\nepochs = \"three\"\n", &["exp/test.toml:2", "`epochs`", "expected an integer"]),
-        ("[axes]\nseed = []\n", &["exp/test.toml:2", "axis `seed` is empty"]),
-        ("[axes]\ntask = [\"RTEE\"]\nmethod = [\"bitfit\"]\nlr = [1e-3]\n", &["exp/test.toml:2", "unknown task `RTEE`", "valid tasks"]),
-        ("[axes]\ntask = [\"RTE\"]\nmethod = [\"bitfitt\"]\nlr = [1e-3]\n", &["exp/test.toml:3", "unknown method `bitfitt`", "valid"]),
-        ("[axes]\ntask = [\"RTE\"]\nmethod = [\"b_q+b_x\"]\nlr = [1e-3]\n", &["exp/test.toml:3", "unknown bias term `b_x`", "b_LN2"]),
-        ("[axes]\ntask = [\"RTE\"]\n[[zip]]\nmethod = [\"bitfit\", \"full_ft\"]\nlr = [1e-3]\n", &["exp/test.toml:4", "[[zip]] #1", "equally long"]),
-        ("[base]\nbackend = \"cuda\"\n", &["exp/test.toml:2", "unknown backend", "ndarray"]),
+        (
+            "[base]\nepoch = 3\n",
+            &["exp/test.toml:2", "unknown key `epoch`", "epochs"],
+        ),
+        (
+            "[base]\nepochs = \"three\"\n",
+            &["exp/test.toml:2", "`epochs`", "expected an integer"],
+        ),
+        (
+            "[axes]\nseed = []\n",
+            &["exp/test.toml:2", "axis `seed` is empty"],
+        ),
+        (
+            "[axes]\ntask = [\"RTEE\"]\nmethod = [\"bitfit\"]\nlr = [1e-3]\n",
+            &["exp/test.toml:2", "unknown task `RTEE`", "valid tasks"],
+        ),
+        (
+            "[axes]\ntask = [\"RTE\"]\nmethod = [\"bitfitt\"]\nlr = [1e-3]\n",
+            &["exp/test.toml:3", "unknown method `bitfitt`", "valid"],
+        ),
+        (
+            "[axes]\ntask = [\"RTE\"]\nmethod = [\"b_q+b_x\"]\nlr = [1e-3]\n",
+            &["exp/test.toml:3", "unknown bias term `b_x`", "b_LN2"],
+        ),
+        (
+            "[axes]\ntask = [\"RTE\"]\n[[zip]]\nmethod = [\"bitfit\", \"full_ft\"]\nlr = [1e-3]\n",
+            &["exp/test.toml:4", "[[zip]] #1", "equally long"],
+        ),
+        (
+            "[base]\nbackend = \"cuda\"\n",
+            &["exp/test.toml:2", "unknown backend", "ndarray"],
+        ),
         ("[base]\nlr = -1.0\n", &["exp/test.toml:2", "positive"]),
-        ("[base]\nseed = 0\n[axes]\nseed = [1, 2]\n", &["exp/test.toml:4", "already set at exp/test.toml:2"]),
-        ("[basse]\nepochs = 3\n", &["exp/test.toml:1", "unknown field `basse`", "[base]"]),
+        (
+            "[base]\nseed = 0\n[axes]\nseed = [1, 2]\n",
+            &["exp/test.toml:4", "already set at exp/test.toml:2"],
+        ),
+        (
+            "[basse]\nepochs = 3\n",
+            &["exp/test.toml:1", "unknown field `basse`", "[base]"],
+        ),
         ("[axes]\nseed = 3\n", &["exp/test.toml:2", "must be a list"]),
-        ("[base]\nseed = [1, 2]\n", &["exp/test.toml:2", "belong in [axes]"]),
-        ("[base]\nhead = \"max\"\n", &["exp/test.toml:2", "pooler, cls, mean"]),
-        ("[base]\ntrain_size = \"half\"\n", &["exp/test.toml:2", "\"all\""]),
+        (
+            "[base]\nseed = [1, 2]\n",
+            &["exp/test.toml:2", "belong in [axes]"],
+        ),
+        (
+            "[base]\nhead = \"max\"\n",
+            &["exp/test.toml:2", "pooler, cls, mean"],
+        ),
+        (
+            "[base]\ntrain_size = \"half\"\n",
+            &["exp/test.toml:2", "\"all\""],
+        ),
         ("[base]\nepochs = 0\n", &["exp/test.toml:2", "at least 1"]),
         ("[base\nepochs = 3\n", &["exp/test.toml:1"]),
         ("name = \"a/b\"\n", &["plain folder name"]),
-        ("[base]\nwarmup_ratio = 1.5\n", &["exp/test.toml:2", "between 0 and 1"]),
+        (
+            "[base]\nwarmup_ratio = 1.5\n",
+            &["exp/test.toml:2", "between 0 and 1"],
+        ),
     ];
     for (src, needles) in cases {
-        let full = if src.contains("[axes]") { src.to_string() } else { format!("{src}{base}") };
+        let full = if src.contains("[axes]") {
+            src.to_string()
+        } else {
+            format!("{src}{base}")
+        };
         let err = match parse(&full) {
             Ok(_) => panic!("grid should be rejected:\n{full}"),
             Err(e) => format!("{e:#}"),
         };
         for n in *needles {
-            assert!(err.contains(n), "error for\n{full}\nshould contain `{n}`, got: {err}");
+            assert!(
+                err.contains(n),
+                "error for\n{full}\nshould contain `{n}`, got: {err}"
+            );
         }
     }
     // missing required keys
     let err = parse("[base]\nepochs = 1\n").unwrap_err().to_string();
     assert!(err.contains("no `task` given"), "{err}");
-    let err = parse("[axes]\ntask = [\"RTE\"]\nmethod = [\"bitfit\"]\n").unwrap_err().to_string();
+    let err = parse("[axes]\ntask = [\"RTE\"]\nmethod = [\"bitfit\"]\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no `lr` given"), "{err}");
 }
 
 #[test]
 fn shipped_grids_parse() {
     for f in ["experiments/smoke.toml", "experiments/quickstart.toml"] {
-        let g = Grid::from_file(&crate::common::repo().join(f)).unwrap_or_else(|e| panic!("{f}: {e:#}"));
+        let g = Grid::from_file(&crate::common::repo().join(f))
+            .unwrap_or_else(|e| panic!("{f}: {e:#}"));
         assert!(!g.expand().unwrap().is_empty());
     }
     let smoke = Grid::from_file(&crate::common::repo().join("experiments/smoke.toml")).unwrap();
-    assert_eq!(smoke.expand().unwrap().len(), 8, "2 tasks x 2 methods x 2 seeds");
+    assert_eq!(
+        smoke.expand().unwrap().len(),
+        8,
+        "2 tasks x 2 methods x 2 seeds"
+    );
 }
 
 #[test]

@@ -18,19 +18,38 @@ fn truncated(p: f64) -> f64 {
 fn bert_base_counts_agree_with_the_paper() {
     let cfg = BertConfig::bert_base_cased();
     let ins = inspect(&cfg);
-    assert_eq!(ins.total, 108_310_272, "bert-base-cased BertModel parameters");
+    assert_eq!(
+        ins.total, 108_310_272,
+        "bert-base-cased BertModel parameters"
+    );
     let n = |m: &str| trainable_encoder_scalars(&Method::parse(m).unwrap(), &cfg).unwrap();
     assert_eq!(n("bitfit"), 102_912);
-    assert_eq!(n("b_q+b_m2"), 46_080 + 768, "b_q+b_m2 in every layer + pooler bias");
+    assert_eq!(
+        n("b_q+b_m2"),
+        46_080 + 768,
+        "b_q+b_m2 in every layer + pooler bias"
+    );
     assert_eq!(n("b_m2+b_q"), n("b_q+b_m2"));
     assert_eq!(n("frozen"), 0);
     assert_eq!(n("full_ft"), ins.total);
-    assert_eq!(n("rand_uniform"), 102_912, "default budget = the all-bias count");
+    assert_eq!(
+        n("rand_uniform"),
+        102_912,
+        "default budget = the all-bias count"
+    );
     assert_eq!(truncated(share(&cfg, "bitfit")), 0.09);
     assert_eq!(truncated(share(&cfg, "b_q+b_m2")), 0.04);
     let large = BertConfig::bert_large_cased();
-    assert_eq!(truncated(share(&large, "bitfit")), 0.08, "Table 1: BitFit 0.08% on BERT-large");
-    let kinds: Vec<(String, usize)> = ins.bias_kinds.iter().map(|(k, per, _)| (k.clone(), *per)).collect();
+    assert_eq!(
+        truncated(share(&large, "bitfit")),
+        0.08,
+        "Table 1: BitFit 0.08% on BERT-large"
+    );
+    let kinds: Vec<(String, usize)> = ins
+        .bias_kinds
+        .iter()
+        .map(|(k, per, _)| (k.clone(), *per))
+        .collect();
     assert_eq!(kinds[5], ("b_m2".to_string(), 3072));
     assert_eq!(kinds[0], ("b_q".to_string(), 768));
     assert!(ins.render().contains("102,912"));
@@ -45,7 +64,22 @@ fn reference_substring_mode_differs_from_exact_notation_where_the_paper_says() {
     assert_eq!(n("ref:output_layernorm"), n("b_LN2+b_LN1"));
     assert_eq!(n("ref:query,intermediate"), n("b_q+b_m2"));
     assert_eq!(n("ref:all"), n("bitfit"));
-    assert!(Method::parse("ref:querry").unwrap_err().to_string().contains("valid"));
-    assert!(Method::parse("b_x").unwrap_err().to_string().contains("b_LN1"));
-    assert!(Method::parse("lora").unwrap_err().to_string().contains("valid"));
+    assert!(
+        Method::parse("ref:querry")
+            .unwrap_err()
+            .to_string()
+            .contains("valid")
+    );
+    assert!(
+        Method::parse("b_x")
+            .unwrap_err()
+            .to_string()
+            .contains("b_LN1")
+    );
+    assert!(
+        Method::parse("lora")
+            .unwrap_err()
+            .to_string()
+            .contains("valid")
+    );
 }

@@ -132,12 +132,7 @@ pub fn print_status(
         *counts.entry(st.label()).or_default() += 1;
         let extra = match (&st, store.result(&r.id)) {
             (RunState::Done, Some(res)) => {
-                let best = res.epochs.iter().find(|e| e.epoch == res.best_epoch);
-                let v = best
-                    .and_then(|e| e.dev.values().next())
-                    .and_then(|s| s.get(&res.headline))
-                    .copied();
-                v.map(|v| {
+                res.best_headline().map(|v| {
                     format!(
                         "dev {} {:.1} (epoch {})",
                         res.headline,
@@ -496,11 +491,7 @@ pub fn execute(
                 if let Some(est) = estimator.as_mut() {
                     est.refresh(store);
                 }
-                let best = result.epochs.iter().find(|e| e.epoch == result.best_epoch);
-                let v = best
-                    .and_then(|e| e.dev.values().next())
-                    .and_then(|m| m.get(&result.headline))
-                    .copied();
+                let v = result.best_headline();
                 if result.diverged {
                     s.diverged += 1;
                 } else {

@@ -4,6 +4,7 @@
 pub mod masks;
 pub mod method;
 pub mod optim;
+pub mod record;
 pub mod train;
 
 pub use method::{Method, REFERENCE_BIAS_KEYS, encoder_param_shapes, trainable_encoder_scalars};

@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
 use super::method::Method;
+pub use super::record::{BiasChange, EpochRecord, RunResult, Scores};
 use super::optim::{AdamW, AdamWConfig, StepStats};
 use crate::backend::Backend;
 use crate::data::{Example, Glue, Label, Split, Task};
@@ -123,62 +124,6 @@ impl TrainConfig {
             token_cache: None,
         }
     }
-}
-
-/// JSON has no NaN/inf: serde_json writes them as `null`; read `null` back as NaN so a diverged
-/// run's record (NaN weights, NaN loss) still parses.
-mod nan_as_null {
-    use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-    }
-}
-
-/// Metrics of one split: metric name → value (fraction, not ×100).
-pub type Scores = BTreeMap<String, f64>;
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    #[serde(deserialize_with = "nan_as_null::deserialize")]
-    pub train_loss: f64,
-    pub train: Option<Scores>,
-    /// split name (`dev`, `dev_mismatched`) → scores
-    pub dev: BTreeMap<String, Scores>,
-    pub seconds: f64,
-}
-
-/// Mean |Δb| of one trained bias vector (Fig. 1 cell).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct BiasChange {
-    /// HF name, e.g. `encoder.layer.3.attention.self.query.bias`
-    pub name: String,
-    /// paper kind (b_q …), None for embeddings/pooler
-    pub kind: Option<BiasKind>,
-    pub layer: Option<usize>,
-    #[serde(deserialize_with = "nan_as_null::deserialize")]
-    pub mean_abs_delta: f64,
-}
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct RunResult {
-    pub config: TrainConfig,
-    pub epochs: Vec<EpochRecord>,
-    /// 1-based epoch with the best headline dev metric
-    pub best_epoch: usize,
-    /// the task's headline metric name (mcc, f1, spearman, accuracy)
-    pub headline: String,
-    pub trainable_params: usize,
-    pub total_params: usize,
-    pub trainable_share: f64,
-    pub train_examples: usize,
-    pub steps: usize,
-    pub wall_seconds: f64,
-    #[serde(deserialize_with = "nan_as_null::deserialize")]
-    pub train_examples_per_second: f64,
-    pub bias_changes: Vec<BiasChange>,
-    /// a NaN/inf loss stopped the run
-    pub diverged: bool,
 }
 
 /// Gold targets of a batch.
@@ -651,18 +596,7 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
         on_event(Event::Epoch(epochs.last().expect("just pushed")));
     }
     let headline = task.metrics()[0].to_string();
-    let best_epoch = epochs
-        .iter()
-        .max_by(|a, b| {
-            let h = |e: &EpochRecord| {
-                e.dev
-                    .values()
-                    .map(|s| s.get(&headline).copied().unwrap_or(f64::MIN))
-                    .sum::<f64>()
-            };
-            h(a).total_cmp(&h(b)).then(b.epoch.cmp(&a.epoch)) // ties: the earlier epoch
-        })
-        .map_or(0, |e| e.epoch);
+    let best_epoch = RunResult::headline_best_epoch(&epochs, &headline);
     let after = bias_vectors(trainer.model());
     Ok(RunResult {
         config: cfg.clone(),

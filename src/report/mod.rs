@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use polars::prelude::*;
 
 use crate::finetune::RunResult;
-use crate::finetune::train::EpochRecord;
+pub use crate::finetune::record::{EpochRule, RunStatus};
 use crate::store::{Store, write_atomic};
 
 pub mod figures;
@@ -32,38 +32,6 @@ pub mod tables;
 pub const PAPER_TASKS: [&str; 9] = [
     "QNLI", "SST-2", "MNLI-m", "MNLI-mm", "CoLA", "MRPC", "STS-B", "RTE", "QQP",
 ];
-
-/// Which epoch a run's dev scores are read at.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum EpochRule {
-    /// each dev split and each metric at its own maximum over epochs, as the reference code
-    /// reports (`max` of every learning curve in `glue_evaluator.py`)
-    #[default]
-    PerMetric,
-    /// every metric at the one epoch that is best on the headline metric
-    /// ([`RunResult::best_epoch`]; MNLI: on the sum of matched and mismatched)
-    Single,
-}
-
-impl std::fmt::Display for EpochRule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            EpochRule::PerMetric => "per-metric",
-            EpochRule::Single => "single",
-        })
-    }
-}
-
-impl std::str::FromStr for EpochRule {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "per-metric" => Ok(EpochRule::PerMetric),
-            "single" => Ok(EpochRule::Single),
-            _ => Err(format!("unknown epoch rule {s:?}: per-metric or single")),
-        }
-    }
-}
 
 /// The rules a report is computed under; every table names them in its header.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,90 +80,6 @@ impl Rules {
             "degenerate runs averaged"
         };
         format!("epoch rule {} · {degen} · lr by that mean", self.epoch)
-    }
-}
-
-/// Whether one run's score on one dev split can be averaged, as the report classifies it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RunStatus {
-    Ok,
-    /// constant predictions at the reporting epoch, or MCC/F1/Spearman exactly 0: averaged by
-    /// default, left out with `--exclude-degenerate`
-    Degenerate,
-    /// NaN/inf loss, or no finite headline score: never averaged
-    Diverged,
-}
-
-/// The best-epoch lookup: the one place that decides which epoch a score is read at.
-impl RunResult {
-    /// The epoch record at [`RunResult::best_epoch`] (best on the headline dev metric).
-    pub fn best_record(&self) -> Option<&EpochRecord> {
-        self.epochs.iter().find(|e| e.epoch == self.best_epoch)
-    }
-
-    /// The epoch record that reports `metric` on dev split `split` under `rule`: the run's best
-    /// epoch ([`EpochRule::Single`]), or the earliest epoch where that split's metric is highest
-    /// among its finite values ([`EpochRule::PerMetric`]; None when it has none).
-    pub fn best_record_for(
-        &self,
-        split: &str,
-        metric: &str,
-        rule: EpochRule,
-    ) -> Option<&EpochRecord> {
-        match rule {
-            EpochRule::Single => self.best_record(),
-            EpochRule::PerMetric => {
-                let value = |e: &EpochRecord| {
-                    e.dev
-                        .get(split)
-                        .and_then(|s| s.get(metric))
-                        .copied()
-                        .filter(|v| v.is_finite())
-                };
-                // ties: the earlier epoch (as for `best_epoch`)
-                self.epochs.iter().filter(|e| value(e).is_some()).fold(
-                    None,
-                    |best: Option<&EpochRecord>, e| match best {
-                        Some(b) if value(b) >= value(e) => Some(b),
-                        _ => Some(e),
-                    },
-                )
-            }
-        }
-    }
-
-    /// `metric` (a fraction, not ×100) on dev split `split` at its best epoch under `rule`;
-    /// NaN when the run has no such score.
-    pub fn best_score(&self, split: &str, metric: &str, rule: EpochRule) -> f64 {
-        self.best_record_for(split, metric, rule)
-            .and_then(|e| e.dev.get(split))
-            .and_then(|s| s.get(metric))
-            .copied()
-            .unwrap_or(f64::NAN)
-    }
-
-    /// Whether this run's score on `split` is usable, degenerate or diverged. Degeneracy is
-    /// judged at the epoch that reports the headline score under `rule` (for every task but
-    /// MNLI the same epoch under both rules): constant predictions there (the `pred_*`
-    /// diagnostics), or an MCC/F1/Spearman of exactly 0.
-    pub fn status(&self, split: &str, rule: EpochRule) -> RunStatus {
-        let head = self.best_score(split, &self.headline, rule);
-        if self.diverged || !head.is_finite() {
-            return RunStatus::Diverged;
-        }
-        let scores = self
-            .best_record_for(split, &self.headline, rule)
-            .and_then(|e| e.dev.get(split));
-        let constant = scores.is_some_and(|s| {
-            s.get("pred_majority_share").is_some_and(|v| *v >= 1.0)
-                || s.get("pred_std").is_some_and(|v| *v == 0.0)
-        });
-        let zero = matches!(self.headline.as_str(), "mcc" | "f1" | "spearman") && head == 0.0;
-        if constant || zero {
-            RunStatus::Degenerate
-        } else {
-            RunStatus::Ok
-        }
     }
 }
 

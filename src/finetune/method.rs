@@ -23,6 +23,71 @@ pub const REFERENCE_BIAS_KEYS: [(&str, &str); 8] = [
     ("all", "bias"),
 ];
 
+/// A method the paper names: its spelling in grids and on the command line, the label tables and
+/// figures print (the paper's notation), and its colour in the figures.
+pub struct PaperMethod {
+    pub spelling: &'static str,
+    pub label: &'static str,
+    pub colour: (u8, u8, u8),
+}
+
+/// The paper's methods in its order (Table 3: Full-FT, BitFit, the bias subsets, Frozen, the
+/// random baselines): the one list `repro train --help`, `repro inspect`, the grid errors and
+/// the report's rows, legends and colours come from. A new named method is a row here (and, if
+/// it selects tensors a new way, a variant of [`Method`]).
+pub const PAPER_METHODS: &[PaperMethod] = &[
+    PaperMethod {
+        spelling: "full_ft",
+        label: "Full-FT",
+        colour: (214, 39, 40),
+    },
+    PaperMethod {
+        spelling: "bitfit",
+        label: "BitFit",
+        colour: (31, 119, 180),
+    },
+    PaperMethod {
+        spelling: "b_q+b_m2",
+        label: "b_m2+b_q",
+        colour: (44, 160, 44),
+    },
+    PaperMethod {
+        spelling: "b_m2",
+        label: "b_m2",
+        colour: (255, 127, 14),
+    },
+    PaperMethod {
+        spelling: "b_q",
+        label: "b_q",
+        colour: (148, 103, 189),
+    },
+    PaperMethod {
+        spelling: "frozen",
+        label: "Frozen",
+        colour: (127, 127, 127),
+    },
+    PaperMethod {
+        spelling: "rand_uniform",
+        label: "rand uniform",
+        colour: (140, 86, 75),
+    },
+    PaperMethod {
+        spelling: "rand_row_col",
+        label: "rand row/col",
+        colour: (227, 119, 194),
+    },
+];
+
+/// The paper method spelled `spelling`, if it is one.
+pub fn paper_method(spelling: &str) -> Option<&'static PaperMethod> {
+    PAPER_METHODS.iter().find(|m| m.spelling == spelling)
+}
+
+/// What the `method` setting takes (grid errors, `repro train --help`).
+pub const METHODS_DOC: &str = "full_ft, bitfit, b_q+b_m2, b_m2, b_q, frozen, rand_uniform, rand_row_col (the paper's); \
+     any +-joined bias kinds (b_q b_k b_v b_m1 b_LN1 b_m2 b_m3 b_LN2); rand_uniform:N (budget); \
+     ref:query,intermediate (the reference code's --bias_terms keys)";
+
 /// A fine-tuning method.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -88,11 +153,7 @@ impl Method {
                 kinds.sort();
                 Method::BiasTerms(kinds)
             }
-            _ => bail!(
-                "unknown method `{s}`; valid: full_ft, bitfit, frozen, rand_uniform[:N], rand_row_col, \
-                 bias subsets such as b_q+b_m2 (kinds: b_q b_k b_v b_m1 b_LN1 b_m2 b_m3 b_LN2), \
-                 or ref:query,intermediate (reference-code substring keys)"
-            ),
+            _ => bail!("unknown method `{s}`; valid: {METHODS_DOC}"),
         })
     }
 

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use crate::backend::Backend;
 use crate::finetune::train::Targets;
 use crate::finetune::{AdamWConfig, Method, Trainer};
-use crate::model::{BertClassifier, BertConfig, BertModel, HeadPooling, params};
+use crate::model::{BertClassifierConfig, BertConfig, HeadPooling};
 use crate::tokenize::Batch;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -59,27 +59,31 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The workload of one benchmark: a model shape, a batch of `batch` × `seq` tokens, and how
+/// many steps to warm up and to measure.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub shape_name: String,
+    pub config: BertConfig,
+    pub batch: usize,
+    pub seq: usize,
+    pub warmup: usize,
+    pub steps: usize,
+}
+
 /// One cell, in this process.
-pub fn bench_one(
-    shape_name: &str,
-    cfg: &BertConfig,
-    backend: Backend,
-    method: &Method,
-    batch: usize,
-    seq: usize,
-    warmup: usize,
-    steps: usize,
-) -> Result<BenchRow> {
+pub fn bench_one(w: &Workload, backend: Backend, method: &Method) -> Result<BenchRow> {
+    let (cfg, batch, seq) = (&w.config, w.batch, w.seq);
     let dev = backend.device()?.autodiff();
     dev.seed(0);
-    let bert = BertModel::init(cfg, &dev);
-    let model = BertClassifier::new(bert, cfg, 2, HeadPooling::Pooler, 0, &dev);
-    let mut trainer = Trainer::new(model, method, AdamWConfig::default(), false);
-    let trainable = params(trainer.model())
-        .iter()
-        .filter(|p| p.require_grad)
-        .map(|p| p.numel)
-        .sum();
+    let head = BertClassifierConfig {
+        num_labels: 2,
+        pooling: HeadPooling::Pooler,
+        seed: 0,
+    };
+    let model = head.init(cfg.init(&dev), cfg, &dev);
+    let mut trainer = Trainer::for_method(model, method, 0, AdamWConfig::default(), false);
+    let trainable = trainer.trainable;
     let n = batch * seq;
     let ids: Vec<i64> = (0..n)
         .map(|k| 1 + ((k * 7919) % (cfg.vocab_size - 1)) as i64)
@@ -93,11 +97,11 @@ pub fn bench_one(
     };
     let targets = Targets::Classes((0..batch).map(|k| (k % 2) as i64).collect());
     let mut times = Vec::new();
-    for s in 0..warmup + steps {
+    for s in 0..w.warmup + w.steps {
         let t0 = Instant::now();
         let (loss, _) = trainer.step(&b, &targets, 1e-5);
         anyhow::ensure!(loss.is_finite(), "bench loss is not finite");
-        if s >= warmup {
+        if s >= w.warmup {
             times.push(t0.elapsed().as_secs_f64() * 1000.0);
         }
     }
@@ -106,13 +110,13 @@ pub fn bench_one(
     let fwd = forward_flops(cfg, batch, seq);
     let gflop = fwd * if *method == Method::FullFt { 3.0 } else { 2.0 } / 1e9;
     Ok(BenchRow {
-        shape: shape_name.to_string(),
+        shape: w.shape_name.clone(),
         backend: backend.name().to_string(),
         method: method.to_string(),
         batch_size: batch,
         seq_len: seq,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        steps,
+        steps: w.steps,
         ms_per_step_median: median,
         ms_per_step_min: times[0],
         examples_per_second: batch as f64 / (median / 1000.0),
@@ -123,20 +127,20 @@ pub fn bench_one(
     })
 }
 
-/// Run every (backend, method) cell in a child process; `args` are the shared flags.
+/// Run every (backend, method) cell in a child process of this binary, started with the
+/// arguments `cell_args(backend, method)` gives (the binary's own flags: main.rs knows them), which
+/// must make it print that cell's [`BenchRow`] as JSON.
 pub fn bench_all(
     backends: &[Backend],
     methods: &[String],
-    args: &[String],
+    cell_args: impl Fn(Backend, &str) -> Vec<String>,
 ) -> Result<Vec<BenchRow>> {
     let exe = std::env::current_exe().context("locating the repro binary")?;
     let mut rows = Vec::new();
     for b in backends {
         for m in methods {
             let out = std::process::Command::new(&exe)
-                .arg("bench")
-                .args(args)
-                .args(["--one", "--backend", b.name(), "--method", m])
+                .args(cell_args(*b, m))
                 .output()
                 .context("starting a bench process")?;
             if !out.status.success() {

@@ -27,109 +27,9 @@ use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
-use crate::backend::Backend;
 use crate::data::Task;
-use crate::finetune::train::Schedule;
-use crate::finetune::{AdamWConfig, Method, TrainConfig};
-use crate::model::HeadPooling;
-
-/// Every key a run setting can have, with what it takes (shown in errors).
-pub const SETTINGS: &[(&str, &str)] = &[
-    (
-        "task",
-        "a GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI",
-    ),
-    (
-        "method",
-        "full_ft, bitfit, frozen, b_q+b_m2 (bias kinds b_q b_k b_v b_m1 b_LN1 b_m2 b_m3 b_LN2), ref:query,…",
-    ),
-    ("lr", "a learning rate, e.g. 1e-3"),
-    ("seed", "an integer run seed"),
-    ("data_seed", "an integer seed for the training-size subset"),
-    (
-        "train_size",
-        "an integer number of training examples, or \"all\"",
-    ),
-    ("model", "an HF model folder or hub id"),
-    ("data", "a GLUE folder or hf:nyu-mll/glue"),
-    ("backend", "ndarray, flex, tch, tch-cuda"),
-    ("epochs", "an integer"),
-    (
-        "min_steps",
-        "an integer floor on optimizer steps (more epochs for small training sets)",
-    ),
-    ("batch_size", "an integer"),
-    ("max_length", "an integer"),
-    ("head", "pooler, cls, mean"),
-    ("eval_train", "true/false"),
-    ("eval_size", "an integer number of dev examples, or \"all\""),
-    ("pad_to_max_length", "true/false"),
-    ("warmup_ratio", "a fraction; 0 = constant learning rate"),
-    ("beta1", "a number"),
-    ("beta2", "a number"),
-    ("eps", "a number"),
-    ("weight_decay", "a number"),
-    ("max_grad_norm", "a number; 0 = no clipping"),
-];
-
-/// Plural spellings researchers type for axes.
-fn canonical_key(k: &str) -> &str {
-    match k {
-        "tasks" => "task",
-        "methods" => "method",
-        "lrs" | "learning_rate" | "learning_rates" => "lr",
-        "seeds" => "seed",
-        "data_seeds" => "data_seed",
-        "train_sizes" => "train_size",
-        other => other,
-    }
-}
-
-/// Settings of one run, every field optional; the typed form of a settings table.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Settings {
-    task: Option<String>,
-    method: Option<String>,
-    lr: Option<f64>,
-    seed: Option<u64>,
-    data_seed: Option<u64>,
-    train_size: Option<SizeOrAll>,
-    model: Option<String>,
-    data: Option<String>,
-    backend: Option<String>,
-    epochs: Option<usize>,
-    min_steps: Option<usize>,
-    batch_size: Option<usize>,
-    max_length: Option<usize>,
-    head: Option<String>,
-    eval_train: Option<bool>,
-    eval_size: Option<SizeOrAll>,
-    pad_to_max_length: Option<bool>,
-    warmup_ratio: Option<f64>,
-    beta1: Option<f64>,
-    beta2: Option<f64>,
-    eps: Option<f64>,
-    weight_decay: Option<f64>,
-    max_grad_norm: Option<f64>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
-enum SizeOrAll {
-    N(usize),
-    All(String),
-}
-
-impl SizeOrAll {
-    fn get(&self) -> Result<Option<usize>> {
-        match self {
-            SizeOrAll::N(n) => Ok(Some(*n)),
-            SizeOrAll::All(s) if s == "all" => Ok(None),
-            SizeOrAll::All(s) => bail!("`{s}` is neither an integer nor \"all\""),
-        }
-    }
-}
+use crate::finetune::TrainConfig;
+use crate::settings;
 
 type SpannedTable = BTreeMap<Spanned<String>, Spanned<Value>>;
 
@@ -189,68 +89,6 @@ fn line_of(src: &str, offset: usize) -> usize {
         + 1
 }
 
-fn valid_keys() -> String {
-    SETTINGS
-        .iter()
-        .map(|(k, _)| *k)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Check one key/value; `at` says where it came from.
-fn check_setting(key: &str, value: &Value, at: &str) -> Result<()> {
-    let Some((_, what)) = SETTINGS.iter().find(|(k, _)| *k == key) else {
-        bail!("{at}: unknown key `{key}`; valid keys: {}", valid_keys());
-    };
-    let mut t = toml::Table::new();
-    t.insert(key.to_string(), value.clone());
-    let s: Settings = Value::Table(t).try_into().map_err(|e: toml::de::Error| {
-        anyhow!(
-            "{at}: key `{key}` = {value}: {} (expected {what})",
-            e.message().trim()
-        )
-    })?;
-    let semantic = || -> Result<()> {
-        if let Some(t) = &s.task {
-            t.parse::<Task>()?;
-        }
-        if let Some(m) = &s.method {
-            Method::parse(m)?;
-        }
-        if let Some(b) = &s.backend {
-            b.parse::<Backend>()?;
-        }
-        if let Some(h) = &s.head {
-            h.parse::<HeadPooling>()?;
-        }
-        if let Some(n) = &s.train_size {
-            n.get()?;
-        }
-        if let Some(n) = &s.eval_size {
-            n.get()?;
-        }
-        for (k, v) in [("lr", s.lr), ("eps", s.eps)] {
-            if v.is_some_and(|v| v <= 0.0 || !v.is_finite()) {
-                bail!("`{k}` must be a positive number");
-            }
-        }
-        if s.warmup_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
-            bail!("`warmup_ratio` must be between 0 and 1");
-        }
-        for (k, v) in [
-            ("epochs", s.epochs),
-            ("batch_size", s.batch_size),
-            ("max_length", s.max_length),
-        ] {
-            if v == Some(0) {
-                bail!("`{k}` must be at least 1");
-            }
-        }
-        Ok(())
-    };
-    semantic().map_err(|e| anyhow!("{at}: key `{key}` = {value}: {e}"))
-}
-
 impl Grid {
     pub fn from_file(path: &Path) -> Result<Grid> {
         let src = std::fs::read_to_string(path)
@@ -275,14 +113,14 @@ impl Grid {
         let mut origins = BTreeMap::new();
         let mut base = BTreeMap::new();
         for (k, v) in &g.base {
-            let key = canonical_key(k.get_ref()).to_string();
+            let key = settings::canonical_key(k.get_ref()).to_string();
             let where_ = format!("{} [base]", at(k));
             if v.get_ref().is_array() {
                 bail!(
                     "{where_}: key `{key}` is a list; lists belong in [axes] (or a [[zip]] group)"
                 );
             }
-            check_setting(&key, v.get_ref(), &where_)?;
+            settings::check(&key, v.get_ref(), &where_)?;
             origins.insert(key.clone(), Origin(where_));
             base.insert(key, v.get_ref().clone());
         }
@@ -298,7 +136,7 @@ impl Grid {
             Ok(())
         };
         for (k, v) in &g.axes {
-            let key = canonical_key(k.get_ref()).to_string();
+            let key = settings::canonical_key(k.get_ref()).to_string();
             let where_ = format!("{} [axes]", at(k));
             let values = axis_values(&key, v.get_ref(), &where_)?;
             claim(&key, &where_, &mut origins)?;
@@ -308,7 +146,7 @@ impl Grid {
             let mut keys = Vec::new();
             let mut cols: Vec<Vec<Value>> = Vec::new();
             for (k, v) in group {
-                let key = canonical_key(k.get_ref()).to_string();
+                let key = settings::canonical_key(k.get_ref()).to_string();
                 let where_ = format!("{} [[zip]] #{}", at(k), gi + 1);
                 let values = axis_values(&key, v.get_ref(), &where_)?;
                 if let Some(first) = cols.first()
@@ -342,9 +180,9 @@ impl Grid {
             let mut set = BTreeMap::new();
             for (part, src_t, dst) in [("when", &o.when, &mut when), ("set", &o.set, &mut set)] {
                 for (k, v) in src_t {
-                    let key = canonical_key(k.get_ref()).to_string();
+                    let key = settings::canonical_key(k.get_ref()).to_string();
                     let where_ = format!("{} [[override]] #{} {part}", at(k), oi + 1);
-                    check_setting(&key, v.get_ref(), &where_)?;
+                    settings::check(&key, v.get_ref(), &where_)?;
                     dst.insert(key, v.get_ref().clone());
                 }
             }
@@ -383,16 +221,16 @@ impl Grid {
     }
 
     fn check_required(&self) -> Result<()> {
-        for key in ["task", "method", "lr"] {
+        for key in settings::SETTINGS
+            .iter()
+            .filter(|s| s.required_in_grid)
+            .map(|s| s.key)
+        {
             if !self.origins.contains_key(key) {
                 bail!(
                     "{}: no `{key}` given; set it in [base] or as an axis ({})",
                     self.file.display(),
-                    SETTINGS
-                        .iter()
-                        .find(|(k, _)| *k == key)
-                        .map(|(_, w)| *w)
-                        .unwrap_or("")
+                    settings::find(key).map_or("", |s| s.doc)
                 );
             }
         }
@@ -406,12 +244,9 @@ impl Grid {
                 "--set {assignment}: expected key=value, e.g. --set epochs=3 or --set seeds=[0,1]"
             )
         })?;
-        let key = canonical_key(k.trim()).to_string();
+        let key = settings::canonical_key(k.trim()).to_string();
         let raw = raw.trim();
-        let value: Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| Value::String(raw.to_string()));
+        let value = settings::parse_value(raw);
         let at = format!("--set {key}");
         if key == "store" {
             self.store = PathBuf::from(value.as_str().unwrap_or(raw));
@@ -442,7 +277,7 @@ impl Grid {
                 values.into_iter().map(|v| vec![v]).collect(),
             ));
         } else {
-            check_setting(&key, &value, &at)?;
+            settings::check(&key, &value, &at)?;
             self.base.insert(key.clone(), value);
         }
         self.origins.insert(key, Origin(at));
@@ -509,68 +344,9 @@ fn axis_values(key: &str, v: &Value, at: &str) -> Result<Vec<Value>> {
         bail!("{at}: axis `{key}` is empty; give at least one value");
     }
     for x in list {
-        check_setting(key, x, at)?;
+        settings::check(key, x, at)?;
     }
     Ok(list.clone())
 }
 
-/// Turn one cell's settings (validated) into a training configuration, with the defaults of the
-/// reference code for anything unset.
-pub fn resolve(settings: &BTreeMap<String, Value>) -> Result<TrainConfig> {
-    let table: toml::Table = settings
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let s: Settings = Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow!("{}", e.message()))?;
-    let task: Task = s
-        .task
-        .as_deref()
-        .ok_or_else(|| anyhow!("no task"))?
-        .parse()?;
-    let method = Method::parse(s.method.as_deref().ok_or_else(|| anyhow!("no method"))?)?;
-    let lr = s.lr.ok_or_else(|| anyhow!("no lr"))?;
-    let model = PathBuf::from(s.model.unwrap_or_else(|| "models/all-MiniLM-L6-v2".into()));
-    let data = PathBuf::from(s.data.unwrap_or_else(|| "../shared/data/glue".into()));
-    let mut c = TrainConfig::reference(task, model, data, method, lr);
-    let d = AdamWConfig::default();
-    c.optimizer = AdamWConfig {
-        beta1: s.beta1.unwrap_or(d.beta1),
-        beta2: s.beta2.unwrap_or(d.beta2),
-        eps: s.eps.unwrap_or(d.eps),
-        weight_decay: s.weight_decay.unwrap_or(d.weight_decay),
-        max_grad_norm: match s.max_grad_norm {
-            Some(x) if x <= 0.0 => None,
-            Some(x) => Some(x),
-            None => d.max_grad_norm,
-        },
-    };
-    c.seed = s.seed.unwrap_or(0);
-    c.data_seed = s.data_seed.unwrap_or(0);
-    c.train_size = s.train_size.map(|x| x.get()).transpose()?.flatten();
-    c.eval_size = s.eval_size.map(|x| x.get()).transpose()?.flatten();
-    c.backend = s
-        .backend
-        .as_deref()
-        .map(str::parse)
-        .transpose()?
-        .unwrap_or_default();
-    c.epochs = s.epochs.unwrap_or(c.epochs);
-    c.min_steps = s.min_steps;
-    c.batch_size = s.batch_size.unwrap_or(c.batch_size);
-    c.max_length = s.max_length.unwrap_or(c.max_length);
-    c.head = s
-        .head
-        .as_deref()
-        .map(str::parse)
-        .transpose()?
-        .unwrap_or_default();
-    c.eval_train = s.eval_train.unwrap_or(c.eval_train);
-    c.pad_to_max_length = s.pad_to_max_length.unwrap_or(false);
-    c.schedule = match s.warmup_ratio {
-        Some(r) if r > 0.0 => Schedule::Linear { warmup_ratio: r },
-        _ => Schedule::Constant,
-    };
-    Ok(c)
-}
+pub use crate::settings::resolve;

@@ -9,6 +9,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+/// The embedded default model (`scripts/fetch_minilm.sh` puts it there): the default of the
+/// `model` setting and of the commands that take a model.
+pub const DEFAULT_MODEL: &str = "models/all-MiniLM-L6-v2";
+/// The GLUE folder beside the repository: the default of the `data` setting.
+pub const DEFAULT_DATA: &str = "../shared/data/glue";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RepoKind {
     Model,

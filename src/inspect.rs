@@ -6,20 +6,12 @@ use std::fmt::Write;
 use crate::finetune::{Method, encoder_param_shapes, trainable_encoder_scalars};
 use crate::model::{BertConfig, BiasKind};
 
-/// Methods whose share `repro inspect` lists (paper Table 3 rows).
+/// Methods whose share `repro inspect` lists: the paper's ([`crate::finetune::method::PAPER_METHODS`]).
 pub fn listed_methods() -> Vec<Method> {
-    [
-        "full_ft",
-        "bitfit",
-        "b_q+b_m2",
-        "b_m2",
-        "b_q",
-        "frozen",
-        "rand_uniform",
-    ]
-    .iter()
-    .map(|m| Method::parse(m).expect("listed methods parse"))
-    .collect()
+    crate::finetune::method::PAPER_METHODS
+        .iter()
+        .map(|m| Method::parse(m.spelling).expect("the paper's methods parse"))
+        .collect()
 }
 
 /// Counts that `repro inspect` reports.
@@ -35,37 +27,13 @@ pub struct Inspection {
     pub methods: Vec<(String, Option<usize>, Option<f64>)>,
 }
 
-fn group_of(name: &str) -> &'static str {
-    if name.starts_with("embeddings.") {
-        if name.contains("LayerNorm") {
-            "embeddings LayerNorm"
-        } else {
-            "embeddings"
-        }
-    } else if name.starts_with("pooler.") {
-        "pooler"
-    } else if name.contains("attention.self.") {
-        "attention q/k/v"
-    } else if name.contains("attention.output.LayerNorm") {
-        "attention LayerNorm (LN1)"
-    } else if name.contains("attention.output.dense") {
-        "attention output (m1)"
-    } else if name.contains("intermediate.") {
-        "MLP intermediate (m2)"
-    } else if name.contains("output.LayerNorm") {
-        "output LayerNorm (LN2)"
-    } else {
-        "MLP output (m3)"
-    }
-}
-
 pub fn inspect(cfg: &BertConfig) -> Inspection {
     let shapes = encoder_param_shapes(cfg);
     let numel = |s: &Vec<usize>| s.iter().product::<usize>();
     let total: usize = shapes.iter().map(|(_, s)| numel(s)).sum();
     let mut groups: Vec<(String, usize)> = Vec::new();
     for (n, s) in &shapes {
-        let g = group_of(n);
+        let g = crate::model::BERT.group_of(n);
         match groups.iter_mut().find(|(x, _)| x == g) {
             Some((_, c)) => *c += numel(s),
             None => groups.push((g.to_string(), numel(s))),
@@ -170,7 +138,7 @@ pub fn fmt_int(n: usize) -> String {
     let d = n.to_string();
     let mut out = String::new();
     for (i, ch) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i) % 3 == 0 {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: grid → runs → store → report. Modules, one per noun:
 //! [`data`] (GLUE readers), [`tokenize`] (WordPiece), [`model`] (BERT in burn, HF loading),
-//! [`finetune`] (methods and training), [`metrics`], [`grid`] (TOML grids → runs), [`store`]
+//! [`finetune`] (methods and training), [`metrics`], [`settings`] (every run setting, defined once), [`grid`] (TOML grids → runs), [`store`]
 //! (results on disk), [`runner`] (grid × store → trained runs), [`inspect`] (parameter
 //! accounting), [`hub`] (where models and data come from), [`backend`] (compute backends).
 
@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod runner;
+pub mod settings;
 pub mod store;
 pub mod tokenize;

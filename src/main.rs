@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use bitfit_repro::finetune::TrainConfig;
+use bitfit_repro::settings::{self, SETTINGS};
 use bitfit_repro::{backend::Backend, data, hub, inspect, model, tokenize};
 
 #[derive(Parser)]
@@ -39,7 +41,7 @@ enum Cmd {
     /// Row counts and label distributions of the GLUE tasks found in a data folder.
     Data {
         /// GLUE folder (TSV layout or nyu-mll/glue parquet layout), or hf:nyu-mll/glue
-        #[arg(long, default_value = "../shared/data/glue")]
+        #[arg(long, default_value = hub::DEFAULT_DATA)]
         data: String,
         /// tasks to list (default: all found)
         tasks: Vec<String>,
@@ -110,7 +112,7 @@ enum Cmd {
 #[derive(clap::Args)]
 struct BenchArgs {
     /// model folder whose config.json gives the shape
-    #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+    #[arg(long, default_value = hub::DEFAULT_MODEL)]
     model: String,
     /// a named shape instead: bert-base-cased, bert-large-cased
     #[arg(long)]
@@ -143,17 +145,7 @@ struct BenchArgs {
 fn bench(a: BenchArgs) -> Result<()> {
     use bitfit_repro::bench;
     let (name, cfg) = match a.shape.as_deref() {
-        Some("bert-base-cased") => (
-            "bert-base-cased".to_string(),
-            model::BertConfig::bert_base_cased(),
-        ),
-        Some("bert-large-cased") => (
-            "bert-large-cased".to_string(),
-            model::BertConfig::bert_large_cased(),
-        ),
-        Some(s) => {
-            anyhow::bail!("--shape `{s}`: valid shapes are bert-base-cased, bert-large-cased")
-        }
+        Some(s) => (s.to_string(), model::BertConfig::named_shape(s)?),
         None => {
             let dir = hub::resolve_model(&a.model)?;
             let name = dir
@@ -170,16 +162,15 @@ fn bench(a: BenchArgs) -> Result<()> {
         let backend = a.backend.unwrap_or_default();
         let method =
             bitfit_repro::finetune::Method::parse(a.method.as_deref().unwrap_or("full_ft"))?;
-        let row = bench::bench_one(
-            &name,
-            &cfg,
-            backend,
-            &method,
-            a.batch_size,
-            a.seq_len,
-            a.warmup,
-            a.steps,
-        )?;
+        let workload = bench::Workload {
+            shape_name: name,
+            config: cfg,
+            batch: a.batch_size,
+            seq: a.seq_len,
+            warmup: a.warmup,
+            steps: a.steps,
+        };
+        let row = bench::bench_one(&workload, backend, &method)?;
         println!("{}", serde_json::to_string(&row)?);
         return Ok(());
     }
@@ -196,7 +187,16 @@ fn bench(a: BenchArgs) -> Result<()> {
     if let Some(s) = &a.shape {
         shared.push(format!("--shape={s}"));
     }
-    let rows = bench::bench_all(&a.backends, &a.methods, &shared)?;
+    let rows = bench::bench_all(&a.backends, &a.methods, |backend, method| {
+        let mut args = vec!["bench".to_string()];
+        args.extend(shared.iter().cloned());
+        args.extend([
+            "--one".into(),
+            format!("--backend={backend}"),
+            format!("--method={method}"),
+        ]);
+        args
+    })?;
     print!("{}", bench::render(&rows));
     if let Some(p) = a.json {
         bitfit_repro::store::write_atomic(&p, &serde_json::to_vec_pretty(&rows)?)?;
@@ -276,6 +276,7 @@ fn run_grid(a: RunArgs) -> Result<()> {
         if let Some(d) = deadline {
             args.push(format!("--deadline={d}"));
         }
+        args.push("--quiet".into());
         children = runner::spawn_workers(a.jobs - 1, &args)?;
     }
     let opts = runner::RunOptions {
@@ -324,104 +325,92 @@ fn run_grid(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
-#[derive(clap::Args)]
+/// `repro train`'s flags: one per run setting (`bitfit_repro::settings::SETTINGS`, `_` spelled
+/// `-`), with the settings' own defaults and docs; the run is a one-cell grid of what is given.
 struct TrainArgs {
-    /// GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI
-    #[arg(long)]
-    task: String,
-    /// HF model folder or hub id in the HF cache
-    #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
-    model: String,
-    /// GLUE folder (TSV or nyu-mll/glue parquet layout) or hf:nyu-mll/glue
-    #[arg(long, default_value = "../shared/data/glue")]
-    data: String,
-    /// full_ft, bitfit, frozen, b_q+b_m2 (any bias kinds), ref:query,intermediate
-    #[arg(long, default_value = "bitfit")]
-    method: String,
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
-    #[arg(long, default_value_t = 16)]
-    epochs: usize,
-    /// floor on optimizer steps: more epochs where the training set is small
-    #[arg(long)]
-    min_steps: Option<usize>,
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 128)]
-    max_length: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// seed of the training-size subset (default: 0)
-    #[arg(long, default_value_t = 0)]
-    data_seed: u64,
-    /// train on a random subset of this many examples
-    #[arg(long)]
-    train_size: Option<usize>,
-    /// ndarray, flex, tch, tch-cuda
-    #[arg(long, default_value = "ndarray")]
-    backend: Backend,
-    /// classifier input: pooler (HF default), cls, mean
-    #[arg(long, default_value = "pooler")]
-    head: String,
-    /// linear warm-up ratio (then linear decay); default: constant learning rate
-    #[arg(long)]
-    warmup_ratio: Option<f64>,
-    /// skip scoring the training set after each epoch
-    #[arg(long)]
-    no_eval_train: bool,
-    /// pad every batch to --max-length like the reference code (default: pad per batch)
-    #[arg(long)]
-    pad_to_max_length: bool,
-    /// write the run record (config, epochs, bias changes) here as JSON
-    #[arg(long)]
+    /// (setting key, raw value) in flag order
+    values: Vec<(String, String)>,
     out: Option<PathBuf>,
 }
 
+impl clap::FromArgMatches for TrainArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut values = Vec::new();
+        for s in SETTINGS {
+            if let Some(v) = m.get_one::<String>(s.key) {
+                values.push((s.key.to_string(), v.clone()));
+            }
+        }
+        if m.get_flag("no_eval_train") {
+            values.push(("eval_train".into(), "false".into()));
+        }
+        Ok(TrainArgs {
+            values,
+            out: m.get_one::<PathBuf>("out").cloned(),
+        })
+    }
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for TrainArgs {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        use clap::{Arg, ArgAction};
+        let defaults = TrainConfig::default();
+        for s in SETTINGS {
+            let mut arg = Arg::new(s.key)
+                // clap keeps flag names for the program's life
+                .long(&*Box::leak(s.key.replace('_', "-").into_boxed_str()))
+                .value_name("VALUE");
+            arg = if s.key == "task" {
+                arg.required(true).help(s.doc.to_string())
+            } else {
+                arg.help(format!("{} [default: {}]", s.doc, (s.show)(&defaults)))
+            };
+            if settings::is_switch(s) {
+                // `--pad-to-max-length` alone means true
+                arg = arg.num_args(0..=1).default_missing_value("true");
+            }
+            cmd = cmd.arg(arg);
+        }
+        cmd.arg(
+            Arg::new("no_eval_train")
+                .long("no-eval-train")
+                .action(ArgAction::SetTrue)
+                .help("skip scoring the training set after each epoch (= --eval-train false)"),
+        )
+        .arg(
+            Arg::new("out")
+                .long("out")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("write the run record (config, epochs, bias changes) here as JSON"),
+        )
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
 fn train(a: TrainArgs) -> Result<()> {
-    use bitfit_repro::finetune::{self, TrainConfig, train::Schedule};
-    let task: data::Task = a.task.parse()?;
-    let model = hub::resolve_model(&a.model)?;
-    let data_dir = hub::resolve_data(&a.data)?;
-    let mut cfg = TrainConfig::reference(
-        task,
-        model,
-        data_dir,
-        finetune::Method::parse(&a.method)?,
-        a.lr,
-    );
-    cfg.epochs = a.epochs;
-    cfg.min_steps = a.min_steps;
-    cfg.batch_size = a.batch_size;
-    cfg.max_length = a.max_length;
-    cfg.seed = a.seed;
-    cfg.data_seed = a.data_seed;
-    cfg.train_size = a.train_size;
-    cfg.backend = a.backend;
-    cfg.head = a.head.parse()?;
-    cfg.schedule = a
-        .warmup_ratio
-        .map_or(Schedule::Constant, |r| Schedule::Linear { warmup_ratio: r });
-    cfg.eval_train = !a.no_eval_train;
-    cfg.pad_to_max_length = a.pad_to_max_length;
+    use bitfit_repro::finetune;
+    let mut cell = std::collections::BTreeMap::new();
+    for (key, raw) in &a.values {
+        let value = settings::parse_value(raw);
+        settings::check(key, &value, &format!("--{}", key.replace('_', "-")))?;
+        cell.insert(key.clone(), value);
+    }
+    let cfg = settings::resolve(&cell)?;
+    let task = cfg.task;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "epoch {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
-        )
-        .expect("valid template"),
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+            .expect("valid template"),
     );
-    let result = finetune::train(&cfg, |ev| {
-        if let finetune::train::Event::Step {
-            epoch,
-            step,
-            steps_per_epoch,
-            loss,
-        } = ev
-        {
-            bar.set_length(steps_per_epoch as u64);
-            bar.set_position(step as u64);
-            bar.set_message(format!("{epoch} loss {loss:.4}"));
-        }
+    let result = finetune::train(&cfg, None, |ev| match ev {
+        finetune::train::Event::Note(note) => bar.suspend(|| eprintln!("note: {note}")),
+        ev => bitfit_repro::runner::show_step(&bar, &ev),
     })?;
     bar.finish_and_clear();
     println!(
@@ -496,11 +485,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let cfg = match (&model, shape.as_deref()) {
-                (_, Some("bert-base-cased")) => model::BertConfig::bert_base_cased(),
-                (_, Some("bert-large-cased")) => model::BertConfig::bert_large_cased(),
-                (_, Some(s)) => anyhow::bail!(
-                    "--shape `{s}`: valid shapes are bert-base-cased, bert-large-cased"
-                ),
+                (_, Some(s)) => model::BertConfig::named_shape(s)?,
                 (Some(m), None) => {
                     let dir = hub::resolve_model(m)?;
                     let ckpt = model::Checkpoint::open(&dir)?;

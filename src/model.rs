@@ -20,6 +20,10 @@ use burn::tensor::activation::{softmax, tanh};
 
 use crate::tokenize::Batch;
 
+pub mod names;
+
+pub use names::{BERT, Family, hf_name, stored_transposed};
+
 // ---------------------------------------------------------------------------------------------
 // config
 
@@ -77,28 +81,26 @@ impl BertConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if let Some(t) = &self.model_type
-            && t != "bert"
-        {
-            bail!("model_type `{t}` is not supported (only `bert`)");
-        }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        names::family_for(self.model_type.as_deref())?;
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             bail!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size,
                 self.num_attention_heads
             );
         }
-        if !matches!(
-            self.hidden_act.as_str(),
-            "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu"
-        ) {
-            bail!(
-                "hidden_act `{}` is not supported (gelu, gelu_new, relu)",
-                self.hidden_act
-            );
-        }
+        self.activation()?;
         Ok(())
+    }
+
+    /// The feed-forward activation `hidden_act` names.
+    pub fn activation(&self) -> Result<Activation> {
+        self.hidden_act.parse()
+    }
+
+    /// A randomly initialised encoder of this shape ([`BertModel::init`]).
+    pub fn init(&self, dev: &Device) -> BertModel {
+        BertModel::init(self, dev)
     }
 
     /// bert-base-cased's shape (for `repro inspect --shape bert-base` and the benchmarks).
@@ -120,6 +122,15 @@ impl BertConfig {
         }
     }
 
+    /// A shape by name (`repro inspect --shape`, `repro bench --shape`).
+    pub fn named_shape(name: &str) -> Result<Self> {
+        match name {
+            "bert-base-cased" => Ok(Self::bert_base_cased()),
+            "bert-large-cased" => Ok(Self::bert_large_cased()),
+            _ => bail!("--shape `{name}`: valid shapes are bert-base-cased, bert-large-cased"),
+        }
+    }
+
     /// bert-large-cased's shape.
     pub fn bert_large_cased() -> Self {
         BertConfig {
@@ -128,6 +139,32 @@ impl BertConfig {
             num_attention_heads: 16,
             intermediate_size: 4096,
             ..Self::bert_base_cased()
+        }
+    }
+}
+
+/// The feed-forward activation (config.json `hidden_act`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// exact erf GELU (`gelu`)
+    #[default]
+    Gelu,
+    /// tanh-approximate GELU (`gelu_new`, `gelu_pytorch_tanh`)
+    GeluTanh,
+    /// ReLU (`relu`)
+    Relu,
+}
+
+impl std::str::FromStr for Activation {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "gelu" => Ok(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(Activation::GeluTanh),
+            "relu" => Ok(Activation::Relu),
+            _ => {
+                bail!("hidden_act `{s}` is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)")
+            }
         }
     }
 }
@@ -176,18 +213,9 @@ impl BiasKind {
         }
     }
 
-    /// HF parameter name under `encoder.layer.ℓ.`
+    /// HF parameter name under `encoder.layer.ℓ.` (from the name table, [`names`]).
     pub fn hf_suffix(self) -> &'static str {
-        match self {
-            BiasKind::b_q => "attention.self.query.bias",
-            BiasKind::b_k => "attention.self.key.bias",
-            BiasKind::b_v => "attention.self.value.bias",
-            BiasKind::b_m1 => "attention.output.dense.bias",
-            BiasKind::b_LN1 => "attention.output.LayerNorm.bias",
-            BiasKind::b_m2 => "intermediate.dense.bias",
-            BiasKind::b_m3 => "output.dense.bias",
-            BiasKind::b_LN2 => "output.LayerNorm.bias",
-        }
+        BERT.bias_suffix(self)
     }
 
     /// The HF name of this bias in layer `layer` (0-based).
@@ -197,13 +225,10 @@ impl BiasKind {
 
     /// Which kind (and layer) an HF parameter name is, if it is a layer bias.
     pub fn parse_hf(name: &str) -> Option<(usize, BiasKind)> {
-        let rest = name.strip_prefix("encoder.layer.")?;
-        let (layer, suffix) = rest.split_once('.')?;
-        let layer = layer.parse().ok()?;
-        BiasKind::ALL
-            .iter()
-            .find(|k| k.hf_suffix() == suffix)
-            .map(|k| (layer, *k))
+        match BERT.row(name)? {
+            (Some(layer), t) => t.kind.map(|k| (layer, k)),
+            _ => None,
+        }
     }
 }
 
@@ -227,23 +252,6 @@ impl std::str::FromStr for BiasKind {
     }
 }
 
-/// The HF parameter name of a burn parameter path of [`BertModel`] (or of the classifier model,
-/// whose encoder lives under `bert.`).
-pub fn hf_name(burn_path: &str) -> String {
-    let mut parts: Vec<String> = burn_path.split('.').map(str::to_string).collect();
-    let is_ln = parts.len() >= 2 && parts[parts.len() - 2] == "layer_norm";
-    for p in parts.iter_mut() {
-        match p.as_str() {
-            "self_attn" => *p = "self".into(),
-            "layer_norm" => *p = "LayerNorm".into(),
-            "gamma" if is_ln => *p = "weight".into(),
-            "beta" if is_ln => *p = "bias".into(),
-            _ => {}
-        }
-    }
-    parts.join(".")
-}
-
 // ---------------------------------------------------------------------------------------------
 // modules
 
@@ -258,6 +266,16 @@ pub enum HeadPooling {
     Cls,
     /// mean of the non-padding hidden states → dropout → linear (pooler unused).
     Mean,
+}
+
+impl fmt::Display for HeadPooling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HeadPooling::Pooler => "pooler",
+            HeadPooling::Cls => "cls",
+            HeadPooling::Mean => "mean",
+        })
+    }
 }
 
 impl std::str::FromStr for HeadPooling {
@@ -306,8 +324,8 @@ pub struct BertAttention {
 #[derive(Module, Debug)]
 pub struct BertIntermediate {
     pub dense: Linear,
-    /// 0 = exact erf GELU, 1 = tanh-approximate GELU, 2 = ReLU
-    pub act: usize,
+    #[module(skip)]
+    pub act: Activation,
 }
 
 #[derive(Module, Debug)]
@@ -356,11 +374,8 @@ impl BertModel {
     pub fn init(cfg: &BertConfig, dev: &Device) -> Self {
         let h = cfg.hidden_size;
         let hd = DropoutConfig::new(cfg.hidden_dropout_prob);
-        let act = match cfg.hidden_act.as_str() {
-            "gelu" => 0,
-            "relu" => 2,
-            _ => 1,
-        };
+        // validated when the config was read; a hand-built config with an unknown name gets GELU
+        let act = cfg.activation().unwrap_or_default();
         let layers = (0..cfg.num_hidden_layers)
             .map(|_| BertLayer {
                 attention: BertAttention {
@@ -473,9 +488,9 @@ impl BertIntermediate {
         match self.act {
             // Exact erf GELU composed from primitive ops: burn-ndarray 0.22's fused gelu backward
             // uses the tanh approximation's derivative, which would break the golden-step test.
-            0 => x.clone() * ((x / std::f64::consts::SQRT_2).erf() + 1.0) * 0.5,
-            1 => burn::tensor::activation::gelu_approximate(x),
-            _ => burn::tensor::activation::relu(x),
+            Activation::Gelu => x.clone() * ((x / std::f64::consts::SQRT_2).erf() + 1.0) * 0.5,
+            Activation::GeluTanh => burn::tensor::activation::gelu_approximate(x),
+            Activation::Relu => burn::tensor::activation::relu(x),
         }
     }
 }
@@ -504,9 +519,28 @@ pub struct BertClassifier {
     pub pooling: HeadPooling,
 }
 
+/// The task head of a [`BertClassifier`], burn's Config + init pattern: `init` wraps an encoder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BertClassifierConfig {
+    /// outputs: the task's classes, or 1 for regression (STS-B)
+    pub num_labels: usize,
+    /// how the head reads the encoder output
+    pub pooling: HeadPooling,
+    /// seeds the head's weight draw (the run seed)
+    pub seed: u64,
+}
+
+impl BertClassifierConfig {
+    /// Wrap `bert` (of shape `cfg`) with a new head: weight N(0, 0.02), bias 0, as HF's
+    /// `_init_weights`. The weight is drawn from `seed` on the CPU so every backend starts from
+    /// the same head.
+    pub fn init(&self, bert: BertModel, cfg: &BertConfig, dev: &Device) -> BertClassifier {
+        BertClassifier::new(bert, cfg, self.num_labels, self.pooling, self.seed, dev)
+    }
+}
+
 impl BertClassifier {
-    /// Wrap a loaded encoder with a new head: weight N(0, 0.02), bias 0, as HF's `_init_weights`.
-    /// The weight is drawn from `seed` on the CPU so every backend starts from the same head.
+    /// [`BertClassifierConfig::init`] with the config's fields as arguments.
     pub fn new(
         bert: BertModel,
         cfg: &BertConfig,
@@ -675,32 +709,19 @@ impl Checkpoint {
     }
 }
 
-fn is_ignorable(key: &str) -> bool {
-    key.starts_with("cls.")
-        || key.starts_with("classifier.")
-        || key.ends_with("position_ids")
-        || key.starts_with("qa_outputs.")
-}
-
 /// Load an HF BERT checkpoint (`bert.` prefix or not; LayerNorm `weight/bias` or the old
 /// `gamma/beta`; PyTorch `[out, in]` Linear weights) into `model`. Any missing, unexpected or
 /// mis-shaped tensor is an error that lists all of them.
 pub fn load_weights(model: &mut BertModel, file: &Path) -> Result<LoadReport> {
     use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter};
-    let remap: [(&str, &str); 5] = [
-        (r"^bert\.", ""),
-        (r"\.attention\.self\.", ".attention.self_attn."),
-        (r"LayerNorm\.gamma$", "LayerNorm.weight"),
-        (r"LayerNorm\.beta$", "LayerNorm.bias"),
-        (r"LayerNorm", "layer_norm"),
-    ];
+    let remap = BERT.load_remap();
     let is_bin = file.extension().is_some_and(|e| e == "bin");
     let result = if is_bin {
         // PytorchStore always applies PyTorchToBurnAdapter itself
         let mut store = burn_store::PytorchStore::from_file(file)
             .allow_partial(true)
             .validate(false);
-        for (a, b) in remap {
+        for (a, b) in &remap {
             store = store.with_key_remapping(a, b);
         }
         model
@@ -711,7 +732,7 @@ pub fn load_weights(model: &mut BertModel, file: &Path) -> Result<LoadReport> {
             .with_from_adapter(PyTorchToBurnAdapter)
             .allow_partial(true)
             .validate(false);
-        for (a, b) in remap {
+        for (a, b) in &remap {
             store = store.with_key_remapping(a, b);
         }
         model
@@ -727,7 +748,7 @@ pub fn load_weights(model: &mut BertModel, file: &Path) -> Result<LoadReport> {
     let mut unexpected = Vec::new();
     for k in &result.unused {
         let hf = hf_name(k);
-        if is_ignorable(&hf) {
+        if BERT.is_ignored(&hf) {
             ignored.push(hf)
         } else {
             unexpected.push(hf)
@@ -810,8 +831,7 @@ impl<F: Fn(&str, bool) -> bool> ModuleVisitor for Exporter<F> {
         }
         let t = p.val();
         let mut shape = t.dims().to_vec();
-        let values: Vec<f32> = if D == 2 && !name.contains("embeddings") {
-            // burn Linear weights are [in, out]; HF's are [out, in]
+        let values: Vec<f32> = if stored_transposed(&name, D) {
             shape.reverse();
             let t2: Tensor<2> = t.reshape([shape[1], shape[0]]);
             t2.transpose()

@@ -8,10 +8,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use sha2::Digest;
 
-use crate::finetune::train::{Event, train};
+use crate::finetune::train::{Event, TokenCache, train, train_size_note};
 use crate::grid::{Cell, Grid};
 use crate::hub;
-use crate::store::{Digests, RunRecord, RunState, Store, run_id};
+use crate::store::{Digests, RunLock, RunRecord, RunState, Store, run_id};
 
 /// One run of a grid, with its identity.
 #[derive(Clone, Debug)]
@@ -20,6 +20,8 @@ pub struct PlannedRun {
     pub cell: Cell,
     pub model_digest: String,
     pub data_digest: String,
+    /// the grid store's token cache, keyed by the model and data digests
+    pub token_cache: TokenCache,
 }
 
 /// Expand the grid, resolve model/data locations, hash them and compute each run's id.
@@ -27,7 +29,7 @@ pub struct PlannedRun {
 pub fn plan(grid: &Grid) -> Result<Vec<PlannedRun>> {
     let mut digests = Digests::default();
     let mut out: Vec<PlannedRun> = Vec::new();
-    for mut cell in grid.expand()? {
+    for cell in grid.expand()? {
         let model_spec = cell.config.model.to_string_lossy().into_owned();
         let data_spec = cell.config.data.to_string_lossy().into_owned();
         // resolved here only to hash the files: the config keeps the grid's names (a folder or a
@@ -42,7 +44,6 @@ pub fn plan(grid: &Grid) -> Result<Vec<PlannedRun>> {
         let key = hex::encode(
             &sha2::Sha256::digest(format!("{model_digest}{data_digest}").as_bytes())[..8],
         );
-        cell.config.token_cache = Some((grid.store.join("cache"), key));
         if out.iter().any(|r| r.id == id) {
             continue;
         }
@@ -51,6 +52,10 @@ pub fn plan(grid: &Grid) -> Result<Vec<PlannedRun>> {
             cell,
             model_digest,
             data_digest,
+            token_cache: TokenCache {
+                dir: grid.store.join("cache"),
+                key,
+            },
         });
     }
     Ok(out)
@@ -121,6 +126,7 @@ pub fn print_status(
 ) -> BTreeMap<&'static str, usize> {
     let keys = varying_keys(runs);
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut rows = BTreeMap::new();
     println!(
         "grid {} ({} runs) — store {}",
         grid.name,
@@ -131,8 +137,9 @@ pub fn print_status(
         let st = store.state(&r.id);
         *counts.entry(st.label()).or_default() += 1;
         let extra = match (&st, store.result(&r.id)) {
-            (RunState::Done, Some(res)) => {
-                res.best_headline().map(|v| {
+            (RunState::Done, Some(res)) => res
+                .best_headline()
+                .map(|v| {
                     format!(
                         "dev {} {:.1} (epoch {})",
                         res.headline,
@@ -140,17 +147,22 @@ pub fn print_status(
                         res.best_epoch
                     )
                 })
-                .unwrap_or_default()
-            }
+                .unwrap_or_default(),
             (RunState::Failed(e), _) => e.lines().next().unwrap_or("").chars().take(80).collect(),
             _ => String::new(),
         };
+        let cfg = &r.cell.config;
+        let note = cfg.train_size.and_then(|n| {
+            let all = train_rows(&mut rows, cfg);
+            (all > 0 && n > all).then(|| format!("  ({})", train_size_note(n, all, cfg.task)))
+        });
         println!(
-            "  {}  {:<11} {}  {}",
+            "  {}  {:<11} {}  {}{}",
             r.id,
             st.label(),
             describe(r, &keys),
-            extra
+            extra,
+            note.unwrap_or_default()
         );
     }
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
@@ -219,6 +231,17 @@ pub fn parse_duration(s: &str) -> Result<u64> {
     Ok(total)
 }
 
+/// The size of a run's whole training split (0 when it cannot be read), remembered per data
+/// folder and task in `cache`.
+fn train_rows(cache: &mut BTreeMap<String, usize>, cfg: &crate::finetune::TrainConfig) -> usize {
+    let key = format!("{}|{}", cfg.data.display(), cfg.task.name());
+    *cache.entry(key).or_insert_with(|| {
+        hub::resolve_data(&cfg.data.to_string_lossy())
+            .and_then(|d| crate::data::Glue::new(d).load(cfg.task, crate::data::Split::Train))
+            .map_or(0, |v| v.len())
+    })
+}
+
 /// Estimates a run's wall time from the store's own finished runs, from the closest match:
 /// the same cell shape (task, method, backend, sizes, protocol) per epoch; else the same task,
 /// backend and method class (full_ft or not) per training example and epoch; else any run on
@@ -254,12 +277,7 @@ impl Estimator {
 
     /// Training examples the run will see (its subset, or the whole training split).
     fn examples(&mut self, cfg: &crate::finetune::TrainConfig) -> usize {
-        let key = format!("{}|{}", cfg.data.display(), cfg.task.name());
-        let all = *self.train_rows.entry(key).or_insert_with(|| {
-            hub::resolve_data(&cfg.data.to_string_lossy())
-                .and_then(|d| crate::data::Glue::new(d).load(cfg.task, crate::data::Split::Train))
-                .map_or(0, |v| v.len())
-        });
+        let all = train_rows(&mut self.train_rows, cfg);
         cfg.train_size.map_or(all, |n| n.min(all.max(1)))
     }
 
@@ -348,6 +366,137 @@ fn finished(state: &RunState, retry_failed: bool) -> bool {
         || (matches!(state, RunState::Failed(_)) && !retry_failed)
 }
 
+/// Why a run was not trained by this worker.
+enum Skip {
+    Done,
+    Locked,
+    NoTime,
+}
+
+/// Decide whether this worker trains `run` now, and take its lock if so.
+fn claim(
+    store: &Store,
+    run: &PlannedRun,
+    opts: &RunOptions,
+    estimator: Option<&mut Estimator>,
+) -> Result<std::result::Result<RunLock, Skip>> {
+    let state = store.state(&run.id);
+    if finished(&state, opts.retry_failed) {
+        return Ok(Err(Skip::Done));
+    }
+    if state == RunState::Running {
+        return Ok(Err(Skip::Locked));
+    }
+    if let (Some(deadline), Some(est)) = (opts.deadline, estimator) {
+        // 10% margin on the store's estimate; a run with no estimate yet is started
+        let need = est.seconds(&run.cell.config).map_or(0.0, |t| 1.1 * t);
+        let left = deadline.saturating_sub(unix_now()) as f64;
+        if need > left || left <= 0.0 {
+            return Ok(Err(Skip::NoTime));
+        }
+    }
+    // a `repro status` probing the lock holds it for an instant: retry before giving up
+    let mut lock = None;
+    for _ in 0..5 {
+        lock = store.try_lock(&run.id)?;
+        if lock.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(40));
+    }
+    let Some(lock) = lock else {
+        return Ok(Err(Skip::Locked));
+    };
+    // another worker may have finished (or failed) it between the state check and the lock
+    if finished(&store.state_ignoring_lock(&run.id), opts.retry_failed) {
+        return Ok(Err(Skip::Done));
+    }
+    Ok(Ok(lock))
+}
+
+/// The store's record of a run about to start (`config.json`).
+fn record_of(grid: &Grid, run: &PlannedRun) -> RunRecord {
+    RunRecord {
+        id: run.id.clone(),
+        grid: grid.name.clone(),
+        settings: run
+            .cell
+            .settings
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+                )
+            })
+            .collect(),
+        config: run.cell.config.clone(),
+        model_digest: run.model_digest.clone(),
+        data_digest: run.data_digest.clone(),
+    }
+}
+
+/// Show a training step on a run's progress bar.
+pub fn show_step(bar: &indicatif::ProgressBar, ev: &Event) {
+    if let Event::Step {
+        epoch,
+        step,
+        steps_per_epoch,
+        loss,
+    } = ev
+    {
+        bar.set_length(*steps_per_epoch as u64);
+        bar.set_position(*step as u64);
+        bar.set_message(format!("epoch {epoch} loss {loss:.4}"));
+    }
+}
+
+/// Train one locked run: progress on `bar`, every epoch appended to the store as it ends, notes
+/// and epochs in the returned log. A panic becomes an error; so does a failed epoch write.
+fn train_locked(
+    run: &PlannedRun,
+    desc: &str,
+    store: &Store,
+    lock: &RunLock,
+    bar: &indicatif::ProgressBar,
+    multi: &indicatif::MultiProgress,
+) -> Result<(Result<crate::finetune::RunResult>, String)> {
+    let mut log = format!("run {} ({desc})\n", run.id);
+    let mut epoch_err = None;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train(&run.cell.config, Some(&run.token_cache), |ev| match ev {
+            Event::Step { .. } => show_step(bar, &ev),
+            Event::Epoch(e) => {
+                log.push_str(&format!(
+                    "epoch {}: loss {:.4} dev {:?} train {:?}\n",
+                    e.epoch, e.train_loss, e.dev, e.train
+                ));
+                if let Err(err) = store.append_epoch(lock, &run.id, e) {
+                    epoch_err = Some(err);
+                }
+            }
+            Event::Note(note) => {
+                log.push_str(&format!("note: {note}\n"));
+                multi.suspend(|| eprintln!("{}: {note}", run.id));
+            }
+        })
+    }));
+    if let Some(e) = epoch_err {
+        return Err(e.context(format!("writing epochs of run {}", run.id)));
+    }
+    let outcome = outcome.unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+        Err(anyhow::anyhow!(
+            "panic: {}",
+            msg.unwrap_or_else(|| "unknown".into())
+        ))
+    });
+    Ok((outcome, log))
+}
+
 /// Train every run of `runs` (in this worker's shard) that is not done, one after another.
 pub fn execute(
     grid: &Grid,
@@ -375,63 +524,24 @@ pub fn execute(
     let mut estimator = opts.deadline.map(|_| Estimator::new(store));
     for (n, (_, run)) in mine.iter().enumerate() {
         overall.set_position(n as u64);
-        let state = store.state(&run.id);
-        if finished(&state, opts.retry_failed) {
-            s.skipped_done += 1;
-            continue;
-        }
-        if state == RunState::Running {
-            s.skipped_locked += 1;
-            continue;
-        }
-        if let (Some(deadline), Some(est)) = (opts.deadline, estimator.as_mut()) {
-            // 10% margin on the store's estimate; a run with no estimate yet is started
-            let need = est.seconds(&run.cell.config).map_or(0.0, |t| 1.1 * t);
-            let left = deadline.saturating_sub(unix_now()) as f64;
-            if need > left || left <= 0.0 {
+        let lock = match claim(store, run, opts, estimator.as_mut())? {
+            Ok(lock) => lock,
+            Err(Skip::Done) => {
+                s.skipped_done += 1;
+                continue;
+            }
+            Err(Skip::Locked) => {
+                s.skipped_locked += 1;
+                continue;
+            }
+            Err(Skip::NoTime) => {
                 s.skipped_time += 1;
                 continue;
             }
-        }
-        // a `repro status` probing the lock holds it for an instant: retry before giving up
-        let mut lock = None;
-        for _ in 0..5 {
-            lock = store.try_lock(&run.id)?;
-            if lock.is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(40));
-        }
-        let Some(lock) = lock else {
-            s.skipped_locked += 1;
-            continue;
         };
-        // another worker may have finished (or failed) it between the state check and the lock
-        if finished(&store.state_ignoring_lock(&run.id), opts.retry_failed) {
-            s.skipped_done += 1;
-            continue;
-        }
         let desc = describe(run, &keys);
         overall.set_message(desc.clone());
-        let rec = RunRecord {
-            id: run.id.clone(),
-            grid: grid.name.clone(),
-            settings: run
-                .cell
-                .settings
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
-                    )
-                })
-                .collect(),
-            config: run.cell.config.clone(),
-            model_digest: run.model_digest.clone(),
-            data_digest: run.data_digest.clone(),
-        };
-        let started = store.begin(&lock, &rec)?;
+        let started = store.begin(&lock, &record_of(grid, run))?;
         let bar = multi.add(indicatif::ProgressBar::new(0));
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -441,49 +551,10 @@ pub fn execute(
         );
         bar.set_prefix(run.id.clone());
         let t0 = Instant::now();
-        let mut log = format!("run {} ({desc})\n", run.id);
-        let mut epoch_err = None;
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            train(&run.cell.config, |ev| match ev {
-                Event::Step {
-                    epoch,
-                    step,
-                    steps_per_epoch,
-                    loss,
-                } => {
-                    bar.set_length(steps_per_epoch as u64);
-                    bar.set_position(step as u64);
-                    bar.set_message(format!("epoch {epoch} loss {loss:.4}"));
-                }
-                Event::Epoch(e) => {
-                    log.push_str(&format!(
-                        "epoch {}: loss {:.4} dev {:?} train {:?}\n",
-                        e.epoch, e.train_loss, e.dev, e.train
-                    ));
-                    if let Err(err) = store.append_epoch(&lock, &run.id, e) {
-                        epoch_err = Some(err);
-                    }
-                }
-            })
-        }));
+        let (outcome, mut log) = train_locked(run, &desc, store, &lock, &bar, &multi)?;
         bar.finish_and_clear();
-        let outcome = match outcome {
-            Ok(r) => r,
-            Err(p) => {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-                Err(anyhow::anyhow!(
-                    "panic: {}",
-                    msg.unwrap_or_else(|| "unknown".into())
-                ))
-            }
-        };
-        if let Some(e) = epoch_err {
-            return Err(e.context(format!("writing epochs of run {}", run.id)));
-        }
         let secs = t0.elapsed().as_secs_f64();
+        let counter = format!("[{}/{}]", n + 1, mine.len());
         match outcome {
             Ok(result) => {
                 store.write_log(&run.id, &log)?;
@@ -491,7 +562,6 @@ pub fn execute(
                 if let Some(est) = estimator.as_mut() {
                     est.refresh(store);
                 }
-                let v = result.best_headline();
                 if result.diverged {
                     s.diverged += 1;
                 } else {
@@ -499,7 +569,7 @@ pub fn execute(
                 }
                 if !opts.quiet {
                     let state = if result.diverged { "diverged" } else { "done" };
-                    let score = v.map(|v| {
+                    let score = result.best_headline().map(|v| {
                         format!(
                             "dev {} {:.1} (epoch {})",
                             result.headline,
@@ -509,9 +579,7 @@ pub fn execute(
                     });
                     multi.suspend(|| {
                         println!(
-                            "[{}/{}] {state} {} {desc}: {} in {secs:.0} s",
-                            n + 1,
-                            mine.len(),
+                            "{counter} {state} {} {desc}: {} in {secs:.0} s",
                             run.id,
                             score.unwrap_or_default()
                         )
@@ -524,9 +592,7 @@ pub fn execute(
                 store.write_log(&run.id, &log)?;
                 store.fail(&lock, started, &msg)?;
                 s.failed += 1;
-                multi.suspend(|| {
-                    eprintln!("[{}/{}] failed {} {desc}: {msg}", n + 1, mine.len(), run.id)
-                });
+                multi.suspend(|| eprintln!("{counter} failed {} {desc}: {msg}", run.id));
             }
         }
     }
@@ -534,14 +600,14 @@ pub fn execute(
     Ok(s)
 }
 
-/// Start `n` extra worker processes running the same grid (they share the store and its locks).
+/// Start `n` extra worker processes of this binary with `args` (built by main.rs, which knows the
+/// binary's flags: the same grid, quiet), sharing the store and its locks.
 pub fn spawn_workers(n: usize, args: &[String]) -> Result<Vec<std::process::Child>> {
     let exe = std::env::current_exe().context("locating the repro binary")?;
     let mut children = Vec::new();
     for _ in 0..n {
         let child = std::process::Command::new(&exe)
             .args(args)
-            .arg("--quiet")
             .stdout(std::process::Stdio::null())
             .spawn()
             .context("starting a worker process")?;

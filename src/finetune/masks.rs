@@ -27,7 +27,7 @@ pub struct Mask {
 }
 
 fn is_linear_weight(p: &ParamInfo) -> bool {
-    p.shape.len() == 2 && !p.hf_name.contains("embeddings")
+    crate::model::stored_transposed(&p.hf_name, p.shape.len())
 }
 
 /// HF `[out, in]` (row-major) index → burn flat index.

@@ -7,8 +7,11 @@
 use std::fmt;
 
 use anyhow::{Result, bail};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::prelude::*;
 
-use crate::model::{BertConfig, BiasKind};
+use super::masks::{Mask, build_masks};
+use crate::model::{BertClassifier, BertConfig, BiasKind, HeadPooling, ParamInfo, hf_name};
 
 /// How the reference code's `--bias_terms` keys are matched: it tests `key in name` by substring,
 /// so `output` (b_m3) also catches b_m1 and `output_layernorm` (b_LN2) also catches b_LN1.
@@ -212,70 +215,96 @@ impl fmt::Display for Method {
     }
 }
 
-/// Parameter counts of a BERT encoder of a given shape, by HF name, computed from the config
-/// alone (no weights needed): the numbers `repro inspect` prints.
+/// Parameter shapes of a BERT encoder of a given shape, by HF name, from the config alone (the
+/// name table, [`crate::model::names`]): the numbers `repro inspect` prints.
 pub fn encoder_param_shapes(cfg: &BertConfig) -> Vec<(String, Vec<usize>)> {
-    let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-    let mut v: Vec<(String, Vec<usize>)> = vec![
-        (
-            "embeddings.word_embeddings.weight".into(),
-            vec![cfg.vocab_size, h],
-        ),
-        (
-            "embeddings.position_embeddings.weight".into(),
-            vec![cfg.max_position_embeddings, h],
-        ),
-        (
-            "embeddings.token_type_embeddings.weight".into(),
-            vec![cfg.type_vocab_size, h],
-        ),
-        ("embeddings.LayerNorm.weight".into(), vec![h]),
-        ("embeddings.LayerNorm.bias".into(), vec![h]),
-    ];
-    for l in 0..cfg.num_hidden_layers {
-        let p = format!("encoder.layer.{l}.");
-        for (name, shape) in [
-            ("attention.self.query.weight", vec![h, h]),
-            ("attention.self.query.bias", vec![h]),
-            ("attention.self.key.weight", vec![h, h]),
-            ("attention.self.key.bias", vec![h]),
-            ("attention.self.value.weight", vec![h, h]),
-            ("attention.self.value.bias", vec![h]),
-            ("attention.output.dense.weight", vec![h, h]),
-            ("attention.output.dense.bias", vec![h]),
-            ("attention.output.LayerNorm.weight", vec![h]),
-            ("attention.output.LayerNorm.bias", vec![h]),
-            ("intermediate.dense.weight", vec![i, h]),
-            ("intermediate.dense.bias", vec![i]),
-            ("output.dense.weight", vec![h, i]),
-            ("output.dense.bias", vec![h]),
-            ("output.LayerNorm.weight", vec![h]),
-            ("output.LayerNorm.bias", vec![h]),
-        ] {
-            v.push((format!("{p}{name}"), shape));
-        }
-    }
-    v.push(("pooler.dense.weight".into(), vec![h, h]));
-    v.push(("pooler.dense.bias".into(), vec![h]));
-    v
+    crate::model::BERT.encoder_tensors(cfg)
 }
 
-/// Trainable scalars of `method` on an encoder of shape `cfg`, excluding the classifier head.
-/// For masked methods, the number of scalars the mask frees (rand_uniform: its budget;
-/// rand_row_col: depends on the draw, so None).
+// ---------------------------------------------------------------------------------------------
+// applying a method to a model
+
+struct SetTrainable<'a> {
+    method: &'a Method,
+    /// the pooler feeds nothing when the head reads [CLS] or the mean: never train it then
+    pooler_used: bool,
+    path: Vec<String>,
+}
+
+impl ModuleMapper for SetTrainable<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let path = self.path.join(".");
+        let train = match path.strip_prefix("bert.") {
+            Some(enc) if enc.starts_with("pooler.") && !self.pooler_used => false,
+            Some(enc) => self.method.trains(&hf_name(enc)),
+            None => true, // the task head
+        };
+        p.set_require_grad(train)
+    }
+}
+
+/// Mark exactly the tensors `method` trains as requiring gradients (all others: no gradient is
+/// computed for them at all).
+pub fn apply_method(model: BertClassifier, method: &Method) -> BertClassifier {
+    let pooler_used = model.pooling == HeadPooling::Pooler;
+    model.map(&mut SetTrainable {
+        method,
+        pooler_used,
+        path: Vec::new(),
+    })
+}
+
+/// The gradient masks of `method` over a classifier's parameters (after [`apply_method`]),
+/// drawn from the run seed: rand_uniform's budget defaults to the encoder's all-bias count.
+/// Empty for methods without masks.
+pub fn masks(method: &Method, params: &[ParamInfo], seed: u64) -> Vec<Mask> {
+    let all_bias: usize = params
+        .iter()
+        .filter(|p| p.hf_name.starts_with("bert.") && p.hf_name.ends_with(".bias"))
+        .map(|p| p.numel)
+        .sum();
+    build_masks(method, params, seed, all_bias)
+}
+
+/// The one definition of "trainable scalars": every tensor that trains counts its scalars, or
+/// only those its mask frees where a mask restricts it. `tensors`: (trains, scalars, scalars
+/// freed by its mask if it has one).
+fn count_trainable(tensors: impl IntoIterator<Item = (bool, usize, Option<usize>)>) -> usize {
+    tensors
+        .into_iter()
+        .filter(|t| t.0)
+        .map(|(_, numel, freed)| freed.unwrap_or(numel))
+        .sum()
+}
+
+/// Trainable scalars of a model's parameters (after [`apply_method`]) under `masks`: the run
+/// record's `trainable_params` and `repro bench`'s count.
+pub fn trainable_scalars(params: &[ParamInfo], masks: &[Mask]) -> usize {
+    count_trainable(params.iter().map(|p| {
+        let freed = masks.iter().find(|m| m.id == p.id).map(|m| m.ones);
+        (p.require_grad, p.numel, freed)
+    }))
+}
+
+/// Trainable scalars of `method` on an encoder of shape `cfg`, excluding the classifier head,
+/// from the config alone (`repro inspect`). Masked methods: rand_uniform frees its budget
+/// (before the rare repeated draws); rand_row_col depends on the draw, so None.
 pub fn trainable_encoder_scalars(method: &Method, cfg: &BertConfig) -> Option<usize> {
-    let shapes = encoder_param_shapes(cfg);
     match method {
         Method::RandUniform { budget } => Some(
             budget.unwrap_or_else(|| trainable_encoder_scalars(&Method::Bitfit, cfg).unwrap_or(0)),
         ),
         Method::RandRowCol => None,
-        m => Some(
-            shapes
-                .iter()
-                .filter(|(n, _)| m.trains(n))
-                .map(|(_, s)| s.iter().product::<usize>())
-                .sum(),
-        ),
+        m => {
+            Some(count_trainable(encoder_param_shapes(cfg).iter().map(
+                |(n, s)| (m.trains(n), s.iter().product::<usize>(), None),
+            )))
+        }
     }
 }

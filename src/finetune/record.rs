@@ -134,7 +134,6 @@ impl RunResult {
             .copied()
     }
 
-
     /// The epoch record at [`RunResult::best_epoch`] (best on the headline dev metric).
     pub fn best_record(&self) -> Option<&EpochRecord> {
         self.epochs.iter().find(|e| e.epoch == self.best_epoch)
@@ -205,4 +204,3 @@ impl RunResult {
         }
     }
 }
-

@@ -7,20 +7,21 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use burn::module::{ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-use super::method::Method;
-pub use super::record::{BiasChange, EpochRecord, RunResult, Scores};
+pub use super::method::apply_method;
+use super::method::{Method, trainable_scalars};
 use super::optim::{AdamW, AdamWConfig, StepStats};
+pub use super::record::{BiasChange, EpochRecord, RunResult, Scores};
 use crate::backend::Backend;
 use crate::data::{Example, Glue, Label, Split, Task};
 use crate::metrics::{Outputs, score};
 use crate::model::{
-    BertClassifier, BiasKind, Checkpoint, HeadPooling, batch_tensors, hf_name, hf_tensors, params,
+    BertClassifier, BertClassifierConfig, BiasKind, Checkpoint, HeadPooling, batch_tensors,
+    hf_tensors, params,
 };
 use crate::tokenize::{Batch, BertTokenizer, Encoded};
 
@@ -84,10 +85,21 @@ pub struct TrainConfig {
     /// config when unset, so the ids of runs without it do not change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_steps: Option<usize>,
-    /// where tokenised splits are cached, and the key (model + data digests) that names them;
-    /// not part of the run's identity
-    #[serde(skip)]
-    pub token_cache: Option<(PathBuf, String)>,
+}
+
+/// The reference code's settings (`run_glue.py`), for SST-2 with BitFit at lr 1e-3 on the
+/// embedded MiniLM: the default of every run setting ([`crate::settings`]); a grid must name
+/// its task, method and learning rate.
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig::reference(
+            Task::Sst2,
+            PathBuf::from(crate::hub::DEFAULT_MODEL),
+            PathBuf::from(crate::hub::DEFAULT_DATA),
+            Method::Bitfit,
+            1e-3,
+        )
+    }
 }
 
 impl TrainConfig {
@@ -121,7 +133,6 @@ impl TrainConfig {
             pad_to_max_length: false,
             eval_size: None,
             min_steps: None,
-            token_cache: None,
         }
     }
 }
@@ -138,42 +149,10 @@ pub struct Trainer {
     pub opt: AdamW,
     pub device: Device,
     pub regression: bool,
-}
-
-struct SetTrainable<'a> {
-    method: &'a Method,
-    /// the pooler feeds nothing when the head reads [CLS] or the mean: never train it then
-    pooler_used: bool,
-    path: Vec<String>,
-}
-
-impl ModuleMapper for SetTrainable<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let path = self.path.join(".");
-        let train = match path.strip_prefix("bert.") {
-            Some(enc) if enc.starts_with("pooler.") && !self.pooler_used => false,
-            Some(enc) => self.method.trains(&hf_name(enc)),
-            None => true, // the task head
-        };
-        p.set_require_grad(train)
-    }
-}
-
-/// Mark exactly the tensors `method` trains as requiring gradients (all others: no gradient is
-/// computed for them at all).
-pub fn apply_method(model: BertClassifier, method: &Method) -> BertClassifier {
-    let pooler_used = model.pooling == HeadPooling::Pooler;
-    model.map(&mut SetTrainable {
-        method,
-        pooler_used,
-        path: Vec::new(),
-    })
+    /// trainable scalars under the method (and its masks): [`trainable_scalars`]
+    pub trainable: usize,
+    /// every scalar of the model
+    pub total: usize,
 }
 
 impl Trainer {
@@ -186,12 +165,32 @@ impl Trainer {
     ) -> Self {
         let device = model.classifier.weight.val().device();
         let model = apply_method(model, method);
+        let ps = params(&model);
         Trainer {
             model: Some(model),
             opt: AdamW::new(optimizer),
             device,
             regression,
+            trainable: trainable_scalars(&ps, &[]),
+            total: ps.iter().map(|p| p.numel).sum(),
         }
+    }
+
+    /// [`Trainer::new`] with the method's gradient masks drawn from `seed` and set (the rand_*
+    /// methods; none for the others): how training and the benchmark build their trainer.
+    pub fn for_method(
+        model: BertClassifier,
+        method: &Method,
+        seed: u64,
+        optimizer: AdamWConfig,
+        regression: bool,
+    ) -> Self {
+        let mut t = Trainer::new(model, method, optimizer, regression);
+        let ps = params(t.model());
+        let masks = super::method::masks(method, &ps, seed);
+        t.set_masks(&masks);
+        t.trainable = trainable_scalars(&ps, &masks);
+        t
     }
 
     /// Restrict updates of masked parameters (rand_* methods) to their mask's scalars.
@@ -277,32 +276,54 @@ pub fn encode_all(tok: &BertTokenizer, ex: &[Example]) -> Result<Vec<Encoded>> {
         .collect()
 }
 
-/// Tokenise a whole split, through the grid's token cache when there is one: the file
-/// `tokens-<key>-<task>-<split>-<max_length>.json` is written once and reused by every run that
-/// reads the same model and data files.
+/// Where tokenised splits are cached: a folder and the key (model + data digests) that names
+/// the files in it. Not part of a run's identity; the runner gives one per grid store.
+#[derive(Clone, Debug)]
+pub struct TokenCache {
+    pub dir: PathBuf,
+    pub key: String,
+}
+
+impl TokenCache {
+    /// Tokenise a whole split through the cache: the file
+    /// `tokens-<key>-<task>-<split>-<max_length>.json` is written once and reused by every run
+    /// that reads the same model and data files.
+    fn encode_split(
+        &self,
+        cfg: &TrainConfig,
+        tok: &BertTokenizer,
+        split: Split,
+        ex: &[Example],
+    ) -> Result<Vec<Encoded>> {
+        let path = self.dir.join(format!(
+            "tokens-{}-{}-{split}-{}.json",
+            self.key,
+            cfg.task.name(),
+            cfg.max_length
+        ));
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(enc) = serde_json::from_slice::<Vec<Encoded>>(&bytes)
+            && enc.len() == ex.len()
+        {
+            return Ok(enc);
+        }
+        let enc = encode_all(tok, ex)?;
+        crate::store::write_atomic(&path, &serde_json::to_vec(&enc)?)?;
+        Ok(enc)
+    }
+}
+
 fn encode_split(
+    cache: Option<&TokenCache>,
     cfg: &TrainConfig,
     tok: &BertTokenizer,
     split: Split,
     ex: &[Example],
 ) -> Result<Vec<Encoded>> {
-    let Some((dir, key)) = &cfg.token_cache else {
-        return encode_all(tok, ex);
-    };
-    let path = dir.join(format!(
-        "tokens-{key}-{}-{split}-{}.json",
-        cfg.task.name(),
-        cfg.max_length
-    ));
-    if let Ok(bytes) = std::fs::read(&path)
-        && let Ok(enc) = serde_json::from_slice::<Vec<Encoded>>(&bytes)
-        && enc.len() == ex.len()
-    {
-        return Ok(enc);
+    match cache {
+        Some(c) => c.encode_split(cfg, tok, split, ex),
+        None => encode_all(tok, ex),
     }
-    let enc = encode_all(tok, ex)?;
-    crate::store::write_atomic(&path, &serde_json::to_vec(&enc)?)?;
-    Ok(enc)
 }
 
 /// The reproducible training-size subset: a `data_seed` shuffle of the indices, first `n`.
@@ -455,43 +476,99 @@ pub enum Event<'a> {
     },
     /// after every epoch's evaluation
     Epoch(&'a EpochRecord),
+    /// something the run's log should say (e.g. a train_size above the split's size)
+    Note(String),
 }
 
-/// Run one fine-tuning job from its configuration, reporting progress to `on_event`.
-pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunResult> {
-    let started = Instant::now();
-    let task = cfg.task;
-    // the config names model and data as the grid does (a folder or a hub id): resolve here, so
-    // stored records carry no machine-local paths
-    let model_dir = crate::hub::resolve_model(&cfg.model.to_string_lossy())?;
-    let glue = Glue::new(crate::hub::resolve_data(&cfg.data.to_string_lossy())?);
-    let tok = BertTokenizer::from_model_dir(&model_dir, cfg.max_length)?;
-    let all_train = glue.load(task, Split::Train)?;
-    let keep = subset_indices(all_train.len(), cfg.train_size, cfg.data_seed);
-    let train_ex: Vec<Example> = keep.iter().map(|&i| all_train[i].clone()).collect();
-    let train_enc: Vec<Encoded> = if cfg.token_cache.is_some() {
-        let all = encode_split(cfg, &tok, Split::Train, &all_train)
-            .context("tokenising the training set")?;
-        keep.iter().map(|&i| all[i].clone()).collect()
-    } else {
-        encode_all(&tok, &train_ex).context("tokenising the training set")?
-    };
-    let mut devs = Vec::new();
-    for &split in task.dev_splits() {
-        let mut ex = glue.load(task, split)?;
-        let mut enc = encode_split(cfg, &tok, split, &ex)?;
-        if let Some(n) = cfg.eval_size {
-            ex.truncate(n);
-            enc.truncate(n);
-        }
-        devs.push((split.to_string(), ex, enc));
-    }
-    let pad_to = cfg.pad_to_max_length.then_some(cfg.max_length);
+/// A run's examples, tokenised: the training subset and every dev split.
+struct TaskData {
+    train_ex: Vec<Example>,
+    train_enc: Vec<Encoded>,
+    /// (split name, examples, encodings)
+    devs: Vec<(String, Vec<Example>, Vec<Encoded>)>,
+    pad_id: u32,
+    /// batches padded to this length (the reference code) instead of to their longest member
+    pad_to: Option<usize>,
+}
 
-    let infer_dev = cfg.backend.device()?;
-    let dev = infer_dev.clone().autodiff();
-    dev.seed(cfg.seed);
-    let ckpt = Checkpoint::open(&model_dir)?;
+impl TaskData {
+    fn load(
+        cfg: &TrainConfig,
+        model_dir: &std::path::Path,
+        cache: Option<&TokenCache>,
+        on_event: &mut impl FnMut(Event),
+    ) -> Result<TaskData> {
+        let task = cfg.task;
+        let glue = Glue::new(crate::hub::resolve_data(&cfg.data.to_string_lossy())?);
+        let tok = BertTokenizer::from_model_dir(model_dir, cfg.max_length)?;
+        let all_train = glue.load(task, Split::Train)?;
+        if let Some(n) = cfg.train_size.filter(|&n| n > all_train.len()) {
+            on_event(Event::Note(train_size_note(n, all_train.len(), task)));
+        }
+        let keep = subset_indices(all_train.len(), cfg.train_size, cfg.data_seed);
+        let train_ex: Vec<Example> = keep.iter().map(|&i| all_train[i].clone()).collect();
+        let train_enc: Vec<Encoded> = if cache.is_some() {
+            let all = encode_split(cache, cfg, &tok, Split::Train, &all_train)
+                .context("tokenising the training set")?;
+            keep.iter().map(|&i| all[i].clone()).collect()
+        } else {
+            encode_all(&tok, &train_ex).context("tokenising the training set")?
+        };
+        let mut devs = Vec::new();
+        for &split in task.dev_splits() {
+            let mut ex = glue.load(task, split)?;
+            let mut enc = encode_split(cache, cfg, &tok, split, &ex)?;
+            if let Some(n) = cfg.eval_size {
+                ex.truncate(n);
+                enc.truncate(n);
+            }
+            devs.push((split.to_string(), ex, enc));
+        }
+        Ok(TaskData {
+            train_ex,
+            train_enc,
+            devs,
+            pad_id: tok.pad_id,
+            pad_to: cfg.pad_to_max_length.then_some(cfg.max_length),
+        })
+    }
+
+    /// Scores of the training set (when `eval_train`) and of every dev split.
+    fn evaluate(
+        &self,
+        cfg: &TrainConfig,
+        model: &BertClassifier,
+        dev: &Device,
+    ) -> (Option<Scores>, BTreeMap<String, Scores>) {
+        let score = |ex: &[Example], enc: &[Encoded]| {
+            evaluate(model, cfg.task, ex, enc, self.pad_id, self.pad_to, dev)
+        };
+        let train = cfg
+            .eval_train
+            .then(|| score(&self.train_ex, &self.train_enc));
+        let devs = self
+            .devs
+            .iter()
+            .map(|(name, ex, enc)| (name.clone(), score(ex, enc)))
+            .collect();
+        (train, devs)
+    }
+}
+
+/// The message for a `train_size` larger than the training split (the run trains on all of it).
+pub fn train_size_note(train_size: usize, rows: usize, task: Task) -> String {
+    format!(
+        "train_size {train_size} exceeds the {rows} training examples of {task}: the run trains on all {rows}"
+    )
+}
+
+/// The checkpoint's encoder on `dev` with a new task head, as `cfg` asks.
+fn build_model(
+    cfg: &TrainConfig,
+    model_dir: &std::path::Path,
+    dev: &Device,
+) -> Result<BertClassifier> {
+    let ckpt = Checkpoint::open(model_dir)?;
     if cfg.max_length > ckpt.config.max_position_embeddings {
         anyhow::bail!(
             "max_length {} exceeds the model's max_position_embeddings {} ({}); lower max_length",
@@ -500,42 +577,48 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
             model_dir.join("config.json").display()
         );
     }
-    let (bert, _) = ckpt.load(&dev)?;
-    let model = BertClassifier::new(
-        bert,
-        &ckpt.config,
-        task.num_outputs(),
-        cfg.head,
+    let (bert, _) = ckpt.load(dev)?;
+    let head = BertClassifierConfig {
+        num_labels: cfg.task.num_outputs(),
+        pooling: cfg.head,
+        seed: cfg.seed,
+    };
+    Ok(head.init(bert, &ckpt.config, dev))
+}
+
+/// Run one fine-tuning job from its configuration, reporting progress to `on_event`. Tokenised
+/// splits go through `cache` when one is given.
+pub fn train(
+    cfg: &TrainConfig,
+    cache: Option<&TokenCache>,
+    mut on_event: impl FnMut(Event),
+) -> Result<RunResult> {
+    let started = Instant::now();
+    let task = cfg.task;
+    // the config names model and data as the grid does (a folder or a hub id): resolve here, so
+    // stored records carry no machine-local paths
+    let model_dir = crate::hub::resolve_model(&cfg.model.to_string_lossy())?;
+    let data = TaskData::load(cfg, &model_dir, cache, &mut on_event)?;
+
+    let infer_dev = cfg.backend.device()?;
+    let dev = infer_dev.clone().autodiff();
+    dev.seed(cfg.seed);
+    let model = build_model(cfg, &model_dir, &dev)?;
+    let mut trainer = Trainer::for_method(
+        model,
+        &cfg.method,
         cfg.seed,
-        &dev,
+        cfg.optimizer,
+        task.is_regression(),
     );
-    let mut trainer = Trainer::new(model, &cfg.method, cfg.optimizer, task.is_regression());
-    let ps = params(trainer.model());
-    let total_params: usize = ps.iter().map(|p| p.numel).sum();
-    let all_bias: usize = ps
-        .iter()
-        .filter(|p| p.hf_name.starts_with("bert.") && p.hf_name.ends_with(".bias"))
-        .map(|p| p.numel)
-        .sum();
-    let masks = super::masks::build_masks(&cfg.method, &ps, cfg.seed, all_bias);
-    trainer.set_masks(&masks);
-    let trainable_params: usize = ps
-        .iter()
-        .filter(|p| p.require_grad)
-        .map(|p| {
-            masks
-                .iter()
-                .find(|m| m.id == p.id)
-                .map_or(p.numel, |m| m.ones)
-        })
-        .sum();
     let before = bias_vectors(trainer.model());
 
-    let steps_per_epoch = train_enc.len().div_ceil(cfg.batch_size);
-    let n_epochs = cfg.effective_epochs(train_enc.len());
+    let n_train = data.train_enc.len();
+    let steps_per_epoch = n_train.div_ceil(cfg.batch_size);
+    let n_epochs = cfg.effective_epochs(n_train);
     let total_steps = steps_per_epoch * n_epochs;
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-    let mut order: Vec<usize> = (0..train_enc.len()).collect();
+    let mut order: Vec<usize> = (0..n_train).collect();
     let mut epochs = Vec::new();
     let mut step = 0usize;
     let mut diverged = false;
@@ -545,9 +628,9 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
         order.shuffle(&mut rng);
         let mut loss_sum = 0.0;
         for (i, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            let enc: Vec<&Encoded> = chunk.iter().map(|&j| &train_enc[j]).collect();
-            let ex: Vec<&Example> = chunk.iter().map(|&j| &train_ex[j]).collect();
-            let batch = Batch::collate(&enc, tok.pad_id, pad_to);
+            let enc: Vec<&Encoded> = chunk.iter().map(|&j| &data.train_enc[j]).collect();
+            let ex: Vec<&Example> = chunk.iter().map(|&j| &data.train_ex[j]).collect();
+            let batch = Batch::collate(&enc, data.pad_id, data.pad_to);
             let lr = cfg.schedule.lr(cfg.lr, step, total_steps);
             let (loss, _) = trainer.step(&batch, &targets(task, &ex), lr);
             step += 1;
@@ -565,27 +648,7 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
             });
         }
         train_time += t0.elapsed().as_secs_f64();
-        let eval_model = trainer.model().valid();
-        let train_scores = cfg.eval_train.then(|| {
-            evaluate(
-                &eval_model,
-                task,
-                &train_ex,
-                &train_enc,
-                tok.pad_id,
-                pad_to,
-                &infer_dev,
-            )
-        });
-        let dev_scores = devs
-            .iter()
-            .map(|(name, ex, enc)| {
-                (
-                    name.clone(),
-                    evaluate(&eval_model, task, ex, enc, tok.pad_id, pad_to, &infer_dev),
-                )
-            })
-            .collect();
+        let (train_scores, dev_scores) = data.evaluate(cfg, &trainer.model().valid(), &infer_dev);
         epochs.push(EpochRecord {
             epoch,
             train_loss: loss_sum / steps_per_epoch.max(1) as f64,
@@ -603,13 +666,13 @@ pub fn train(cfg: &TrainConfig, mut on_event: impl FnMut(Event)) -> Result<RunRe
         epochs,
         best_epoch,
         headline,
-        trainable_params,
-        total_params,
-        trainable_share: trainable_params as f64 / total_params as f64,
-        train_examples: train_ex.len(),
+        trainable_params: trainer.trainable,
+        total_params: trainer.total,
+        trainable_share: trainer.trainable as f64 / trainer.total as f64,
+        train_examples: n_train,
         steps: step,
         wall_seconds: started.elapsed().as_secs_f64(),
-        train_examples_per_second: (step * cfg.batch_size).min(train_ex.len() * n_epochs) as f64
+        train_examples_per_second: (step * cfg.batch_size).min(n_train * n_epochs) as f64
             / train_time.max(1e-9),
         bias_changes: bias_changes(&before, &after),
         diverged,

@@ -104,7 +104,8 @@ fn run_ids_are_stable_and_change_with_any_field() {
     }
     assert_ne!(id, run_id(c, "m2", "d"), "model digest");
     assert_ne!(id, run_id(c, "m", "d2"), "data digest");
-    let variants: Vec<Box<dyn Fn(&mut bitfit_repro::finetune::TrainConfig)>> = vec![
+    type Variant = Box<dyn Fn(&mut bitfit_repro::finetune::TrainConfig)>;
+    let variants: Vec<Variant> = vec![
         Box::new(|c| c.lr *= 2.0),
         Box::new(|c| c.epochs += 1),
         Box::new(|c| c.batch_size += 1),

@@ -83,3 +83,16 @@ fn reference_substring_mode_differs_from_exact_notation_where_the_paper_says() {
             .contains("valid")
     );
 }
+
+/// One method list: `repro inspect` has a row for every method the paper names.
+#[test]
+fn inspect_lists_every_paper_method() {
+    let text = inspect(&BertConfig::bert_base_cased()).render();
+    for m in bitfit_repro::finetune::method::PAPER_METHODS {
+        assert!(
+            text.lines().any(|l| l.starts_with(m.spelling)),
+            "no row for {}:\n{text}",
+            m.spelling
+        );
+    }
+}

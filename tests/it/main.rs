@@ -8,4 +8,5 @@ mod inspect;
 mod metrics;
 mod model;
 mod report;
+mod settings;
 mod tokenizer;

@@ -349,10 +349,15 @@ pub fn evaluate(
     dev: &Device,
 ) -> Scores {
     const EVAL_BATCH: usize = 64;
-    let mut preds_c = Vec::new();
-    let mut preds_s = Vec::new();
-    for chunk in enc.chunks(EVAL_BATCH) {
-        let refs: Vec<&Encoded> = chunk.iter().collect();
+    // batches of similar length waste no compute on padding: score in length order, then put
+    // the predictions back in example order (dropout is off, so a batch's other members do not
+    // change an example's logits)
+    let mut order: Vec<usize> = (0..enc.len()).collect();
+    order.sort_by_key(|&i| enc[i].input_ids.len());
+    let mut preds_c = vec![0usize; enc.len()];
+    let mut preds_s = vec![0f64; enc.len()];
+    for chunk in order.chunks(EVAL_BATCH) {
+        let refs: Vec<&Encoded> = chunk.iter().map(|&i| &enc[i]).collect();
         let b = Batch::collate(&refs, pad_id, pad_to);
         let (ids, tt, mask) = batch_tensors(&b, dev);
         let logits = model.forward(ids, tt, mask);
@@ -361,14 +366,18 @@ pub fn evaluate(
                 .into_data()
                 .try_into_vec_as::<f32>()
                 .expect("f32 tensor");
-            preds_s.extend(v.into_iter().map(f64::from));
+            for (&i, p) in chunk.iter().zip(v) {
+                preds_s[i] = f64::from(p);
+            }
         } else {
             let am: Vec<i64> = logits
                 .argmax(1)
                 .into_data()
                 .try_into_vec_as::<i64>()
                 .expect("int tensor");
-            preds_c.extend(am.into_iter().map(|x| x as usize));
+            for (&i, p) in chunk.iter().zip(am) {
+                preds_c[i] = p as usize;
+            }
         }
     }
     let out = if task.is_regression() {

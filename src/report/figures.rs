@@ -12,7 +12,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{BestCells, Curve, Gap, HeatMap, Rules, Setting, mean_std};
+use super::{BestCells, Curve, Gap, HeatMap, Rules, Setting, mean_std, method_label};
+use crate::finetune::method::{PAPER_METHODS, paper_method};
 
 const FONT: &str = "sans-serif";
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -133,37 +134,18 @@ pub fn headline_label(task: &str) -> &'static str {
     }
 }
 
-/// Fixed colours: Full-FT red, BitFit blue, the rest from plotters' palette.
+/// A method's colour: the paper's methods have theirs in [`PAPER_METHODS`] (Full-FT red, BitFit
+/// blue, …), any other comes from plotters' palette by a hash of its spelling.
 fn method_colour(method: &str) -> RGBColor {
-    match method {
-        "full_ft" => RGBColor(214, 39, 40),
-        "bitfit" => RGBColor(31, 119, 180),
-        "frozen" => RGBColor(127, 127, 127),
-        "b_q+b_m2" => RGBColor(44, 160, 44),
-        "b_q" => RGBColor(148, 103, 189),
-        "b_m2" => RGBColor(255, 127, 14),
-        "rand_uniform" => RGBColor(140, 86, 75),
-        "rand_row_col" => RGBColor(227, 119, 194),
-        other => {
-            let h = other
+    match paper_method(method) {
+        Some(m) => RGBColor(m.colour.0, m.colour.1, m.colour.2),
+        None => {
+            let h = method
                 .bytes()
                 .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
             let c = Palette99::pick(h).to_rgba();
             RGBColor(c.0, c.1, c.2)
         }
-    }
-}
-
-/// Paper notation for a harness method.
-pub fn method_label(method: &str) -> String {
-    match method {
-        "full_ft" => "Full-FT".into(),
-        "bitfit" => "BitFit".into(),
-        "frozen" => "Frozen".into(),
-        "b_q+b_m2" => "b_m2+b_q".into(),
-        "rand_uniform" => "rand uniform".into(),
-        "rand_row_col" => "rand row/col".into(),
-        m => m.to_string(),
     }
 }
 
@@ -252,9 +234,9 @@ impl Draw for HeatFig<'_> {
         let h = self.h;
         let title = format!(
             "Fig. 1 · bias change per layer after {} — {}, {}",
-            method_label(&h.method),
-            h.task,
-            h.model
+            method_label(&h.key.method),
+            h.key.task,
+            h.key.model
         );
         root.draw(&Text::new(title, (12, 10), text_style(18.0)))
             .map_err(pe)?;
@@ -268,7 +250,7 @@ impl Draw for HeatFig<'_> {
             text_style(13.0).color(&RGBColor(80, 80, 80)),
         ))
         .map_err(pe)?;
-        let protocol = format!("protocol: {}", h.protocol);
+        let protocol = format!("protocol: {}", h.key.protocol);
         root.draw(&Text::new(
             protocol,
             (12, 56),
@@ -393,12 +375,15 @@ pub fn crossing(xs: &[f64], a: &[f64], b: &[f64]) -> Option<f64> {
 /// One method's curve in a panel: (examples, mean, std).
 type Points = Vec<(f64, f64, f64)>;
 
+/// The curves of one panel: method → points.
+type Lines = BTreeMap<String, Points>;
+
 struct SizeFig {
     model: String,
     protocol: String,
     note: String,
     /// task → method → points sorted by size
-    panels: Vec<(String, BTreeMap<String, Points>)>,
+    panels: Vec<(String, Lines)>,
 }
 
 fn panel_grid(n: usize) -> (usize, usize) {
@@ -449,7 +434,7 @@ fn draw_lines<
     area: &'a DrawingArea<DB, Shift>,
     caption: &str,
     x_range: X,
-    lines: &BTreeMap<String, Points>,
+    lines: &Lines,
     (x_desc, y_desc): (&str, &str),
     x_fmt: &dyn Fn(&f64) -> String,
 ) -> Result<
@@ -639,8 +624,8 @@ struct CurveFig {
     model: String,
     protocol: String,
     note: String,
-    /// panel title → method → points (epoch, mean, std)
-    panels: Vec<(String, String, BTreeMap<String, Points>)>,
+    /// (panel title, task, method → points (epoch, mean, std))
+    panels: Vec<(String, String, Lines)>,
 }
 
 impl Draw for CurveFig {
@@ -794,20 +779,14 @@ impl Draw for GapFig<'_> {
     }
 }
 
-/// Method order in legends and bars: Full-FT, BitFit, then the paper's Table 3 order, then others.
+/// Method order in legends and bars: the paper's ([`PAPER_METHODS`]: Full-FT, BitFit, then
+/// Table 3's order), then the others by spelling.
 fn method_rank(m: &str) -> (usize, String) {
-    const ORDER: [&str; 8] = [
-        "full_ft",
-        "bitfit",
-        "b_q+b_m2",
-        "b_m2",
-        "b_q",
-        "frozen",
-        "rand_uniform",
-        "rand_row_col",
-    ];
     (
-        ORDER.iter().position(|o| *o == m).unwrap_or(ORDER.len()),
+        PAPER_METHODS
+            .iter()
+            .position(|p| p.spelling == m)
+            .unwrap_or(PAPER_METHODS.len()),
         m.to_string(),
     )
 }
@@ -829,10 +808,11 @@ pub fn all(
     let mut protocols: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (m, p) in heat
         .iter()
-        .map(|h| (&h.model, &h.protocol))
-        .chain(best.keys().map(|((m, p), _, _)| (m, p)))
-        .chain(curves.iter().map(|c| (&c.model, &c.protocol)))
-        .chain(gaps.iter().map(|g| (&g.model, &g.protocol)))
+        .map(|h| &h.key)
+        .chain(best.keys())
+        .chain(curves.iter().map(|c| &c.key))
+        .chain(gaps.iter().map(|g| &g.key))
+        .map(|k| (&k.model, &k.protocol))
     {
         protocols.entry(m.as_str()).or_default().insert(p.as_str());
     }
@@ -849,11 +829,12 @@ pub fn all(
         }
     };
     for h in heat {
+        let k = &h.key;
         let name = format!(
             "fig1_bias_change_{}_{}_{}",
-            stem(&h.model, &h.protocol),
-            slug(&h.task),
-            slug(&h.method)
+            stem(&k.model, &k.protocol),
+            slug(&k.task),
+            slug(&k.method)
         );
         figures.push(render(name, &HeatFig::new(h))?);
     }
@@ -861,30 +842,28 @@ pub fn all(
         skipped.push("fig1_bias_change: no run trained any bias vector".into());
     }
 
-    // Fig. 2: tasks with at least two training sizes for some method
-    let mut by_setting: BTreeMap<&Setting, BTreeMap<String, BTreeMap<String, Points>>> =
-        BTreeMap::new();
-    for ((setting, method, _), tasks) in best {
-        for (task, c) in tasks.iter().filter(|(_, c)| c.mean.is_finite()) {
-            by_setting
-                .entry(setting)
-                .or_default()
-                .entry(task.clone())
-                .or_default()
-                .entry(method.clone())
-                .or_default()
-                .push((c.examples, c.mean, c.std));
-        }
+    // Fig. 2: tasks with at least two training sizes for some method; setting → task → lines,
+    // each line's points in training-size order
+    let mut by_setting: BTreeMap<Setting, BTreeMap<&str, Lines>> = BTreeMap::new();
+    for (key, c) in best.iter().filter(|(_, c)| c.mean.is_finite()) {
+        by_setting
+            .entry(key.setting())
+            .or_default()
+            .entry(&key.task)
+            .or_default()
+            .entry(key.method.clone())
+            .or_default()
+            .push((c.examples, c.mean, c.std));
     }
-    for ((model, protocol), tasks) in by_setting {
-        let panels: Vec<(String, BTreeMap<String, Points>)> = tasks
+    for (Setting { model, protocol }, tasks) in by_setting {
+        let panels: Vec<(String, Lines)> = tasks
             .into_iter()
             .filter(|(_, m)| m.values().any(|p| p.len() >= 2))
             .map(|(t, mut m)| {
                 m.retain(|_, p| p.len() >= 2);
                 m.values_mut()
                     .for_each(|p| p.sort_by(|a, b| a.0.total_cmp(&b.0)));
-                (t, m)
+                (t.to_string(), m)
             })
             .collect();
         if panels.is_empty() {
@@ -892,21 +871,18 @@ pub fn all(
             continue;
         }
         let note = format!("points = the tables' cells ({})", rules.short());
+        let name = format!("fig2_train_size_{}", stem(&model, &protocol));
         let fig = SizeFig {
-            model: model.clone(),
-            protocol: protocol.clone(),
+            model,
+            protocol,
             note,
             panels,
         };
-        figures.push(render(
-            format!("fig2_train_size_{}", stem(model, protocol)),
-            &fig,
-        )?);
+        figures.push(render(name, &fig)?);
     }
 
-    // learning curves: one panel per (task, size), lines per method
-    let mut by_setting: BTreeMap<Setting, BTreeMap<(String, i64), BTreeMap<String, Points>>> =
-        BTreeMap::new();
+    // learning curves: one panel per (task, train size), lines per method
+    let mut by_setting: BTreeMap<Setting, BTreeMap<(&str, i64), Lines>> = BTreeMap::new();
     for c in curves {
         let pts = c
             .points
@@ -914,19 +890,19 @@ pub fn all(
             .map(|(e, m, s, _)| (*e as f64, *m, *s))
             .collect();
         by_setting
-            .entry((c.model.clone(), c.protocol.clone()))
+            .entry(c.key.setting())
             .or_default()
-            .entry((c.task.clone(), c.train_size))
+            .entry((&c.key.task, c.key.train_size))
             .or_default()
-            .insert(c.method.clone(), pts);
+            .insert(c.key.method.clone(), pts);
     }
-    for ((model, protocol), panels) in by_setting {
+    for (Setting { model, protocol }, panels) in by_setting {
         let panels = panels
             .into_iter()
             .map(|((task, size), m)| {
                 (
                     format!("{task} · train size {}", super::size_label(size)),
-                    task,
+                    task.to_string(),
                     m,
                 )
             })
@@ -954,12 +930,9 @@ pub fn all(
     // generalization gap
     let mut by_setting: BTreeMap<Setting, Vec<&Gap>> = BTreeMap::new();
     for g in gaps {
-        by_setting
-            .entry((g.model.clone(), g.protocol.clone()))
-            .or_default()
-            .push(g);
+        by_setting.entry(g.key.setting()).or_default().push(g);
     }
-    for ((model, protocol), gs) in by_setting {
+    for (Setting { model, protocol }, gs) in by_setting {
         // categories: task, or task · size when a task ran at several sizes
         let mut cats: Vec<(usize, i64, String)> = gs
             .iter()
@@ -967,10 +940,10 @@ pub fn all(
                 (
                     super::PAPER_TASKS
                         .iter()
-                        .position(|p| *p == g.task)
+                        .position(|p| *p == g.key.task)
                         .unwrap_or(99),
-                    g.train_size,
-                    g.task.clone(),
+                    g.key.train_size,
+                    g.key.task.clone(),
                 )
             })
             .collect();
@@ -992,12 +965,17 @@ pub fn all(
             }
         };
         let tasks: Vec<String> = cats.iter().map(|(_, size, t)| label(t, *size)).collect();
-        let mut methods: Vec<String> = gs.iter().map(|g| g.method.clone()).collect();
+        let mut methods: Vec<String> = gs.iter().map(|g| g.key.method.clone()).collect();
         methods.sort_by_key(|m| method_rank(m));
         methods.dedup();
         let gaps = gs
             .iter()
-            .map(|g| ((label(&g.task, g.train_size), g.method.clone()), *g))
+            .map(|g| {
+                (
+                    (label(&g.key.task, g.key.train_size), g.key.method.clone()),
+                    *g,
+                )
+            })
             .collect();
         let name = format!("generalization_gap_{}", stem(&model, &protocol));
         figures.push(render(

@@ -13,20 +13,30 @@
 //! the dev split, or MCC/F1/Spearman exactly 0: counted as `degen.`); `--exclude-degenerate`
 //! leaves them out of the means. Diverged runs (or runs without a finite score) have no usable
 //! score: never averaged, counted as `diverged`. See [`Rules`].
+//!
+//! The pipeline is typed end to end: run records → [`RunRow`]s ([`rows_of`]) → polars groups
+//! them ([`aggregate`]) → typed [`AggRow`]s, once ([`agg_rows`]) → the tables' [`Cell`]s keyed
+//! by [`CellKey`] ([`best_cells`]) → tables and figures. Fig. 1, the generalization gap and the
+//! learning curves key their cells by the same [`CellKey`]; methods are labelled, coloured and
+//! ordered from [`crate::finetune::method::PAPER_METHODS`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use polars::prelude::*;
+use polars::prelude::{DataFrame, ParquetWriter};
 
 use crate::finetune::RunResult;
+use crate::finetune::method::paper_method;
 pub use crate::finetune::record::{EpochRule, RunStatus};
 use crate::store::{Store, write_atomic};
 
 pub mod figures;
+mod frame;
 pub mod tables;
+
+pub use frame::{AggRow, agg_rows, aggregate};
 
 /// The paper's task columns, in its table order.
 pub const PAPER_TASKS: [&str; 9] = [
@@ -113,9 +123,20 @@ pub struct RunRow {
 }
 
 impl RunRow {
+    /// The cell this row is averaged in.
+    pub fn key(&self) -> CellKey {
+        CellKey {
+            model: self.model.clone(),
+            protocol: self.protocol.clone(),
+            task: self.task.clone(),
+            train_size: self.train_size,
+            method: self.method.clone(),
+        }
+    }
+
     /// Whether this row enters the means under `rules`.
     pub fn averaged(&self, rules: &Rules) -> bool {
-        !self.diverged && !(rules.exclude_degenerate && self.degenerate)
+        !(self.diverged || (rules.exclude_degenerate && self.degenerate))
     }
 }
 
@@ -150,16 +171,59 @@ pub fn protocol_of(c: &crate::finetune::TrainConfig) -> String {
     )
 }
 
-/// Key of one (model, protocol) setting: tables get one block and figures one file per setting.
-pub type Setting = (String, String);
-
-fn setting_of(r: &RunResult) -> Setting {
-    (model_name(r), protocol_of(&r.config))
+/// A (model, protocol) setting: tables get one block and figures one file per setting.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Setting {
+    pub model: String,
+    pub protocol: String,
 }
 
-/// A run's training-set size as the report keys it: 0 = the whole training set.
-fn size_of(r: &RunResult) -> i64 {
-    r.config.train_size.map_or(0, |n| n as i64)
+/// The key of one report cell, shared by the aggregate, the tables, the figures, Fig. 1's
+/// bias-change means, the generalization gap and the learning curves: runs with the same key
+/// are averaged together (over seeds; the aggregate also splits a cell by learning rate and
+/// metric). Ordered field by field: setting, task, training size, method.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CellKey {
+    pub model: String,
+    /// the training protocol (see [`protocol_of`]); runs pool only within one
+    pub protocol: String,
+    /// the task as the tables name it (MNLI-m / MNLI-mm) for rows of [`rows_of`]; as the run
+    /// names it (MNLI) for the keys of [`CellKey::of_run`]
+    pub task: String,
+    /// 0 = the whole training set; [`ANY_SIZE`] where every size is pooled (Fig. 1)
+    pub train_size: i64,
+    pub method: String,
+}
+
+/// `train_size` of a key that pools every training size: Fig. 1 averages the bias changes of a
+/// (model, protocol, task, method) over all its runs, whatever their training-set size.
+pub const ANY_SIZE: i64 = -1;
+
+impl CellKey {
+    /// The key of a run record (its task as the run names it: MNLI, not MNLI-m / MNLI-mm).
+    pub fn of_run(r: &RunResult) -> CellKey {
+        CellKey {
+            model: model_name(r),
+            protocol: protocol_of(&r.config),
+            task: r.config.task.name().to_string(),
+            train_size: r.config.train_size.map_or(0, |n| n as i64),
+            method: r.config.method.to_string(),
+        }
+    }
+
+    /// The (model, protocol) setting of this key.
+    pub fn setting(&self) -> Setting {
+        Setting {
+            model: self.model.clone(),
+            protocol: self.protocol.clone(),
+        }
+    }
+}
+
+/// The printed name of a method: its label in [`crate::finetune::method::PAPER_METHODS`] (the
+/// paper's notation), else its spelling.
+pub fn method_label(method: &str) -> &str {
+    paper_method(method).map_or(method, |m| m.label)
 }
 
 /// How a training size is printed: `all` for the whole set.
@@ -174,8 +238,7 @@ pub fn size_label(size: i64) -> String {
 /// Flatten a run record into one row per dev split and metric (headline first), the best
 /// value read under `rule`.
 pub fn rows_of(r: &RunResult, rule: EpochRule) -> Vec<RunRow> {
-    let c = &r.config;
-    let (model, protocol) = setting_of(r);
+    let run = CellKey::of_run(r);
     let last = r.epochs.last();
     let mut out = Vec::new();
     let mut splits: std::collections::BTreeSet<String> = r
@@ -187,7 +250,7 @@ pub fn rows_of(r: &RunResult, rule: EpochRule) -> Vec<RunRow> {
         splits.insert("dev".into());
     }
     for split in splits {
-        let task = match (c.task.name(), split.as_str()) {
+        let task = match (run.task.as_str(), split.as_str()) {
             ("MNLI", "dev") => "MNLI-m".to_string(),
             ("MNLI", _) => "MNLI-mm".to_string(),
             (t, _) => t.to_string(),
@@ -205,13 +268,13 @@ pub fn rows_of(r: &RunResult, rule: EpochRule) -> Vec<RunRow> {
         metrics.extend(others.into_iter().cloned());
         for m in metrics {
             out.push(RunRow {
-                model: model.clone(),
-                protocol: protocol.clone(),
+                model: run.model.clone(),
+                protocol: run.protocol.clone(),
                 task: task.clone(),
-                method: c.method.to_string(),
-                train_size: size_of(r),
-                lr: c.lr,
-                seed: c.seed as i64,
+                method: run.method.clone(),
+                train_size: run.train_size,
+                lr: r.config.lr,
+                seed: r.config.seed as i64,
                 headline: m == r.headline,
                 best: 100.0 * r.best_score(&split, &m, rule),
                 last: last
@@ -238,9 +301,15 @@ pub fn load_results(stores: &[&Path]) -> Result<Vec<RunResult>> {
     Ok(out)
 }
 
-/// Fig. 1 key: (setting, task, method, row, layer). Row = paper bias kind (b_q … b_LN2) or
-/// `emb_LN` / `pooler` for the two vectors outside the layers (layer None).
-pub type BiasKey = (Setting, String, String, String, Option<usize>);
+/// Fig. 1 key: the cell (every training size pooled: `train_size` is [`ANY_SIZE`]), the bias row
+/// (paper bias kind b_q … b_LN2, or `emb_LN` / `pooler` for the two vectors outside the layers)
+/// and the layer (None outside the layers).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BiasKey {
+    pub cell: CellKey,
+    pub row: String,
+    pub layer: Option<usize>,
+}
 
 /// Row label of a bias vector outside the encoder layers.
 fn extra_row(name: &str) -> Option<&'static str> {
@@ -253,11 +322,16 @@ fn extra_row(name: &str) -> Option<&'static str> {
     }
 }
 
-/// Fig. 1 data: mean |Δb| per (model, task, method, bias row, layer), averaged over runs
-/// (seeds) that did not diverge. Vectors the method does not train get no cell.
+/// Fig. 1 data: mean |Δb| per (model, protocol, task, method, bias row, layer), averaged over
+/// runs (seeds, and every training size) that did not diverge. Vectors the method does not train
+/// get no cell.
 pub fn bias_change_means(results: &[RunResult]) -> BTreeMap<BiasKey, f64> {
     let mut acc: BTreeMap<BiasKey, (f64, usize)> = BTreeMap::new();
     for r in results.iter().filter(|r| !r.diverged) {
+        let cell = CellKey {
+            train_size: ANY_SIZE,
+            ..CellKey::of_run(r)
+        };
         for b in &r.bias_changes {
             let (row, layer) = match (b.kind, b.layer) {
                 (Some(kind), Some(layer)) => (kind.name(), Some(layer)),
@@ -269,13 +343,11 @@ pub fn bias_change_means(results: &[RunResult]) -> BTreeMap<BiasKey, f64> {
             if b.mean_abs_delta == 0.0 && !r.config.method.trains(&b.name) {
                 continue; // not trained under this method
             }
-            let key = (
-                setting_of(r),
-                r.config.task.name().to_string(),
-                r.config.method.to_string(),
-                row.to_string(),
+            let key = BiasKey {
+                cell: cell.clone(),
+                row: row.to_string(),
                 layer,
-            );
+            };
             let e = acc.entry(key).or_default();
             e.0 += b.mean_abs_delta;
             e.1 += 1;
@@ -291,31 +363,29 @@ pub const FIG1_ROWS: [&str; 10] = [
     "b_q", "b_k", "b_v", "b_m1", "b_LN1", "b_m2", "b_m3", "b_LN2", "emb_LN", "pooler",
 ];
 
-/// One Fig. 1 heat map: rows (label, per-layer values, Avg.) for one (model, task, method).
+/// One Fig. 1 heat map: rows (label, per-layer values, Avg.) for one cell (every training size
+/// pooled).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeatMap {
-    pub model: String,
-    pub protocol: String,
-    pub task: String,
-    pub method: String,
+    pub key: CellKey,
     pub layers: usize,
     pub rows: Vec<(String, Vec<Option<f64>>, f64)>,
 }
 
-/// Group the Fig. 1 means into one heat map per (model, task, method). A row's Avg. is the mean
-/// over its layers (emb_LN and pooler have one vector, shown in the Avg. column only).
+/// Group the Fig. 1 means into one heat map per cell. A row's Avg. is the mean over its layers
+/// (emb_LN and pooler have one vector, shown in the Avg. column only).
 pub fn heat_maps(means: &BTreeMap<BiasKey, f64>) -> Vec<HeatMap> {
-    let mut groups: BTreeMap<(Setting, String, String), BTreeMap<(String, Option<usize>), f64>> =
-        BTreeMap::new();
-    for ((m, t, meth, row, layer), v) in means {
+    // cell → (bias row, layer) → mean
+    let mut groups: BTreeMap<&CellKey, BTreeMap<(&str, Option<usize>), f64>> = BTreeMap::new();
+    for (k, v) in means {
         groups
-            .entry((m.clone(), t.clone(), meth.clone()))
+            .entry(&k.cell)
             .or_default()
-            .insert((row.clone(), *layer), *v);
+            .insert((k.row.as_str(), k.layer), *v);
     }
     groups
         .into_iter()
-        .map(|(((model, protocol), task, method), cells)| {
+        .map(|(key, cells)| {
             let layers = cells
                 .keys()
                 .filter_map(|(_, l)| *l)
@@ -325,11 +395,11 @@ pub fn heat_maps(means: &BTreeMap<BiasKey, f64>) -> Vec<HeatMap> {
                 .iter()
                 .filter_map(|row| {
                     let vals: Vec<Option<f64>> = (0..layers)
-                        .map(|l| cells.get(&(row.to_string(), Some(l))).copied())
+                        .map(|l| cells.get(&(*row, Some(l))).copied())
                         .collect();
                     let present: Vec<f64> = vals.iter().flatten().copied().collect();
                     let avg = if present.is_empty() {
-                        *cells.get(&(row.to_string(), None))?
+                        *cells.get(&(*row, None))?
                     } else {
                         present.iter().sum::<f64>() / present.len() as f64
                     };
@@ -337,10 +407,7 @@ pub fn heat_maps(means: &BTreeMap<BiasKey, f64>) -> Vec<HeatMap> {
                 })
                 .collect();
             HeatMap {
-                model,
-                protocol,
-                task,
-                method,
+                key: key.clone(),
                 layers,
                 rows,
             }
@@ -354,10 +421,11 @@ pub fn bias_change_markdown(maps: &[HeatMap]) -> String {
         "Mean |Δb| over each bias vector's dimensions (Fig. 1 quantity), mean over seeds.\n\n",
     );
     for h in maps {
+        let k = &h.key;
         let _ = writeln!(
             s,
             "### {} · {} · {} ({})\n",
-            h.model, h.task, h.method, h.protocol
+            k.model, k.task, k.method, k.protocol
         );
         let head: Vec<String> = (1..=h.layers).map(|l| l.to_string()).collect();
         let _ = writeln!(s, "| bias | {} | Avg. |", head.join(" | "));
@@ -374,16 +442,11 @@ pub fn bias_change_markdown(maps: &[HeatMap]) -> String {
     s
 }
 
-/// Generalization gap of one (model, task, method): train and dev headline metric ×100 at each
-/// run's single best epoch (best on the headline dev metric), per run.
+/// Generalization gap of one cell: train and dev headline metric ×100 at each run's single best
+/// epoch (best on the headline dev metric), per run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gap {
-    pub model: String,
-    pub protocol: String,
-    pub task: String,
-    /// 0 = the whole training set
-    pub train_size: i64,
-    pub method: String,
+    pub key: CellKey,
     pub train: Vec<f64>,
     pub dev: Vec<f64>,
 }
@@ -399,11 +462,11 @@ impl Gap {
 }
 
 /// Train − dev headline metric at each run's single best epoch (train and dev read at the same
-/// epoch, whatever the tables' epoch rule), per (model, task, train size, method), over runs
-/// that recorded train-set metrics and are neither diverged nor degenerate (whatever the
-/// tables' degenerate rule: a constant predictor has no gap to speak of).
+/// epoch, whatever the tables' epoch rule), per cell, over runs that recorded train-set metrics
+/// and are neither diverged nor degenerate (whatever the tables' degenerate rule: a constant
+/// predictor has no gap to speak of).
 pub fn generalization_gaps(results: &[RunResult]) -> Vec<Gap> {
-    let mut acc: BTreeMap<(Setting, String, i64, String), Gap> = BTreeMap::new();
+    let mut acc: BTreeMap<CellKey, Gap> = BTreeMap::new();
     for r in results
         .iter()
         .filter(|r| r.status("dev", EpochRule::Single) == RunStatus::Ok)
@@ -415,18 +478,9 @@ pub fn generalization_gaps(results: &[RunResult]) -> Vec<Gap> {
         ) else {
             continue;
         };
-        let key = (
-            setting_of(r),
-            r.config.task.name().to_string(),
-            size_of(r),
-            r.config.method.to_string(),
-        );
+        let key = CellKey::of_run(r);
         let g = acc.entry(key.clone()).or_insert_with(|| Gap {
-            model: key.0.0,
-            protocol: key.0.1,
-            task: key.1,
-            train_size: key.2,
-            method: key.3,
+            key,
             train: vec![],
             dev: vec![],
         });
@@ -458,14 +512,15 @@ pub fn generalization_gap_markdown(gaps: &[Gap]) -> String {
     );
     for g in gaps {
         let (tr, dv) = (mean_std(&g.train).0, mean_std(&g.dev).0);
-        let size = size_label(g.train_size);
+        let k = &g.key;
+        let size = size_label(k.train_size);
         let _ = writeln!(
             s,
             "| {} | {} | {} | {size} | {} | {tr:.1} | {dv:.1} | {:.1} | {} |",
-            g.model,
-            g.protocol,
-            g.task,
-            g.method,
+            k.model,
+            k.protocol,
+            k.task,
+            k.method,
             tr - dv,
             g.train.len()
         );
@@ -473,15 +528,11 @@ pub fn generalization_gap_markdown(gaps: &[Gap]) -> String {
     s
 }
 
-/// Learning curve of one (model, task, train size, method) at its best learning rate: dev
-/// headline metric ×100 per epoch, mean ± std over seeds.
+/// Learning curve of one cell at its best learning rate: dev headline metric ×100 per epoch,
+/// mean ± std over seeds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Curve {
-    pub model: String,
-    pub protocol: String,
-    pub task: String,
-    pub train_size: i64,
-    pub method: String,
+    pub key: CellKey,
     pub lr: f64,
     /// (epoch, mean, std, n)
     pub points: Vec<(usize, f64, f64, usize)>,
@@ -490,23 +541,20 @@ pub struct Curve {
 /// Learning curves (dev metric per epoch, no best-epoch choice) at each cell's selected learning
 /// rate, over the runs the cell averages under `rules` (diverged runs never).
 pub fn learning_curves(results: &[RunResult], best: &BestCells, rules: &Rules) -> Vec<Curve> {
-    let mut acc: BTreeMap<(Setting, String, i64, String), (f64, BTreeMap<usize, Vec<f64>>)> =
-        BTreeMap::new();
+    /// epoch → the runs' dev scores ×100
+    type Epochs = BTreeMap<usize, Vec<f64>>;
+    let mut acc: BTreeMap<CellKey, (f64, Epochs)> = BTreeMap::new();
     for r in results.iter().filter(|r| !r.diverged) {
-        let c = &r.config;
-        let size = size_of(r);
+        let lr = r.config.lr;
         for row in rows_of(r, rules.epoch)
             .into_iter()
             .filter(|row| row.headline && row.averaged(rules))
         {
-            let setting = (row.model.clone(), row.protocol.clone());
-            let Some(cell) = best
-                .get(&(setting.clone(), row.method.clone(), size))
-                .and_then(|t| t.get(&row.task))
-            else {
+            let key = row.key();
+            let Some(cell) = best.get(&key) else {
                 continue;
             };
-            if cell.lr != c.lr {
+            if cell.lr != lr {
                 continue;
             }
             let split = if row.task == "MNLI-mm" {
@@ -514,9 +562,7 @@ pub fn learning_curves(results: &[RunResult], best: &BestCells, rules: &Rules) -
             } else {
                 "dev"
             };
-            let e = acc
-                .entry((setting, row.task, size, row.method))
-                .or_insert_with(|| (c.lr, BTreeMap::new()));
+            let e = acc.entry(key).or_insert_with(|| (lr, BTreeMap::new()));
             for ep in &r.epochs {
                 if let Some(v) = ep.dev.get(split).and_then(|s| s.get(&r.headline)) {
                     e.1.entry(ep.epoch).or_default().push(100.0 * v);
@@ -525,100 +571,18 @@ pub fn learning_curves(results: &[RunResult], best: &BestCells, rules: &Rules) -
         }
     }
     acc.into_iter()
-        .map(
-            |(((model, protocol), task, train_size, method), (lr, eps))| Curve {
-                model,
-                protocol,
-                task,
-                train_size,
-                method,
-                lr,
-                points: eps
-                    .into_iter()
-                    .map(|(e, v)| {
-                        let (m, s) = mean_std(&v);
-                        (e, m, s, v.len())
-                    })
-                    .collect(),
-            },
-        )
+        .map(|(key, (lr, eps))| Curve {
+            key,
+            lr,
+            points: eps
+                .into_iter()
+                .map(|(e, v)| {
+                    let (m, s) = mean_std(&v);
+                    (e, m, s, v.len())
+                })
+                .collect(),
+        })
         .collect()
-}
-
-/// Mean ± std (n) per (model, task, method, train_size, lr, metric) over the rows averaged under
-/// `rules` ([`RunRow::averaged`]); `n_excluded` counts the runs left out of the mean (n +
-/// n_excluded = every finished run), `n_degenerate` and `n_diverged` the degenerate and diverged
-/// ones (a degenerate run is in n by default). The rows come from [`rows_of`] with `rules.epoch`;
-/// the `epoch_rule` and `degenerate_runs` columns name the rules.
-pub fn aggregate(rows: &[RunRow], rules: &Rules) -> Result<DataFrame> {
-    let col_s = |name: &str, f: &dyn Fn(&RunRow) -> String| {
-        Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
-    };
-    let col_f = |name: &str, f: &dyn Fn(&RunRow) -> f64| {
-        Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
-    };
-    let df = DataFrame::new_infer_height(vec![
-        col_s("model", &|r| r.model.clone()),
-        col_s("protocol", &|r| r.protocol.clone()),
-        col_s("task", &|r| r.task.clone()),
-        col_s("method", &|r| r.method.clone()),
-        Column::new(
-            "train_size".into(),
-            rows.iter().map(|r| r.train_size).collect::<Vec<_>>(),
-        ),
-        col_f("lr", &|r| r.lr),
-        col_s("metric", &|r| r.metric.clone()),
-        Column::new(
-            "headline".into(),
-            rows.iter().map(|r| r.headline).collect::<Vec<_>>(),
-        ),
-        col_f("best", &|r| r.best),
-        col_f("last", &|r| r.last),
-        Column::new(
-            "averaged".into(),
-            rows.iter().map(|r| r.averaged(rules)).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "degenerate".into(),
-            rows.iter().map(|r| r.degenerate).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "diverged".into(),
-            rows.iter().map(|r| r.diverged).collect::<Vec<_>>(),
-        ),
-        col_f("examples", &|r| r.examples as f64),
-        col_f("param_pct", &|r| r.param_pct),
-    ])?;
-    let keys = CELL_KEY.map(col);
-    let ok = col("averaged");
-    let agg = df
-        .lazy()
-        .group_by(keys)
-        .agg([
-            col("headline").first().alias("headline"),
-            col("best").filter(ok.clone()).mean().alias("best_mean"),
-            col("best").filter(ok.clone()).std(1).alias("best_std"),
-            col("last").filter(ok.clone()).mean().alias("last_mean"),
-            col("last").filter(ok.clone()).std(1).alias("last_std"),
-            col("best").filter(ok).count().alias("n"),
-            col("averaged").not().sum().alias("n_excluded"),
-            col("degenerate").sum().alias("n_degenerate"),
-            col("diverged").sum().alias("n_diverged"),
-            col("examples").mean().alias("examples"),
-            col("param_pct").mean().alias("param_pct"),
-        ])
-        .sort(CELL_KEY, Default::default())
-        .with_columns([
-            lit(rules.epoch.to_string()).alias("epoch_rule"),
-            lit(if rules.exclude_degenerate {
-                "excluded"
-            } else {
-                "averaged"
-            })
-            .alias("degenerate_runs"),
-        ])
-        .collect()?;
-    Ok(agg)
 }
 
 /// One aggregated cell (the headline metric at the selected learning rate).
@@ -643,95 +607,49 @@ pub struct Cell {
     pub secondary: BTreeMap<String, f64>,
 }
 
-/// ((model, protocol), method, train_size) → task → cell at the selected learning rate.
-pub type BestCells = BTreeMap<(Setting, String, i64), BTreeMap<String, Cell>>;
+/// The tables' cells: each cell's headline metric at its selected learning rate.
+pub type BestCells = BTreeMap<CellKey, Cell>;
 
-/// Best learning rate per (model, method, train_size, task), by the mean best-epoch headline
-/// metric as aggregated (the mean the tables print: every finished run by default, so one
-/// surviving seed cannot win a cell); the secondary metrics are read at that learning rate.
+/// Best learning rate per cell, by the mean best-epoch headline metric as aggregated (the mean
+/// the tables print: every finished run by default, so one surviving seed cannot win a cell);
+/// the secondary metrics are read at that learning rate. [`best_cells`] over [`agg_rows`].
 pub fn best_lr(agg: &DataFrame) -> Result<BestCells> {
-    let s = |n: &str| -> Result<Vec<String>> {
-        Ok(agg
-            .column(n)?
-            .str()?
-            .iter()
-            .map(|v| v.unwrap_or("").to_string())
-            .collect())
-    };
-    let f = |n: &str| -> Result<Vec<f64>> {
-        Ok(agg
-            .column(n)?
-            .cast(&DataType::Float64)?
-            .f64()?
-            .iter()
-            .map(|v| v.unwrap_or(f64::NAN))
-            .collect())
-    };
-    let (model, protocol, task, method, metric) = (
-        s("model")?,
-        s("protocol")?,
-        s("task")?,
-        s("method")?,
-        s("metric")?,
-    );
-    let headline: Vec<bool> = agg
-        .column("headline")?
-        .bool()?
-        .iter()
-        .map(|v| v.unwrap_or(false))
-        .collect();
-    let (size, lr, mean, std, n, ex) = (
-        f("train_size")?,
-        f("lr")?,
-        f("best_mean")?,
-        f("best_std")?,
-        f("n")?,
-        f("n_excluded")?,
-    );
-    let (examples, pct, degen, div) = (
-        f("examples")?,
-        f("param_pct")?,
-        f("n_degenerate")?,
-        f("n_diverged")?,
-    );
-    let key = |i: usize| {
-        (
-            (model[i].clone(), protocol[i].clone()),
-            method[i].clone(),
-            size[i] as i64,
-        )
-    };
+    Ok(best_cells(&agg_rows(agg)?))
+}
+
+/// [`best_lr`] over the aggregate's typed rows (in the aggregate's order: on equal means the
+/// smaller learning rate stays).
+pub fn best_cells(rows: &[AggRow]) -> BestCells {
     let mut out = BestCells::new();
-    for i in (0..agg.height()).filter(|i| headline[*i]) {
+    for a in rows.iter().filter(|a| a.headline) {
         let cell = Cell {
-            lr: lr[i],
-            mean: mean[i],
-            std: std[i],
-            n: n[i] as u32,
-            excluded: ex[i] as u32,
-            degenerate: degen[i] as u32,
-            diverged: div[i] as u32,
-            examples: examples[i],
-            param_pct: pct[i],
+            lr: a.lr,
+            mean: a.best_mean,
+            std: a.best_std,
+            n: a.n,
+            excluded: a.n_excluded,
+            degenerate: a.n_degenerate,
+            diverged: a.n_diverged,
+            examples: a.examples,
+            param_pct: a.param_pct,
             secondary: BTreeMap::new(),
         };
-        let by_task = out.entry(key(i)).or_default();
-        let better = match by_task.get(&task[i]) {
+        let better = match out.get(&a.key) {
             None => true,
             Some(c) => cell.mean.is_finite() && (!c.mean.is_finite() || cell.mean > c.mean),
         };
         if better {
-            by_task.insert(task[i].clone(), cell);
+            out.insert(a.key.clone(), cell);
         }
     }
-    for i in (0..agg.height()).filter(|i| !headline[*i]) {
-        if let Some(c) = out.get_mut(&key(i)).and_then(|t| t.get_mut(&task[i]))
-            && c.lr == lr[i]
+    for a in rows.iter().filter(|a| !a.headline) {
+        if let Some(c) = out.get_mut(&a.key)
+            && c.lr == a.lr
         {
-            c.secondary.insert(metric[i].clone(), mean[i]);
+            c.secondary.insert(a.metric.clone(), a.best_mean);
         }
     }
-    Ok(out)
+    out
 }
 
 /// The paper's Avg.: mean over the 8 tasks with MNLI-m and MNLI-mm averaged first; the missing
@@ -793,8 +711,8 @@ pub fn report(stores: &[&Path], out: &Path, rules: &Rules) -> Result<Written> {
     let mut buf = Vec::new();
     ParquetWriter::new(&mut buf).finish(&mut agg)?;
     put("aggregate.parquet", &buf)?;
-    put("aggregate.csv", aggregate_csv(&agg)?.as_bytes())?;
-    let best = best_lr(&agg)?;
+    put("aggregate.csv", frame::aggregate_csv(&agg)?.as_bytes())?;
+    let best = best_cells(&agg_rows(&agg)?);
     let mut table3 = String::new();
     for spec in tables::TABLES {
         let t = tables::render(&spec, &best, rules)?;
@@ -807,15 +725,16 @@ pub fn report(stores: &[&Path], out: &Path, rules: &Rules) -> Result<Written> {
     }
     let means = bias_change_means(&results);
     let mut csv = String::from("model,protocol,task,method,bias,layer,mean_abs_delta\n");
-    for (((m, p), t, meth, row, layer), v) in &means {
-        let layer = layer.map_or(String::new(), |l| (l + 1).to_string());
+    for (k, v) in &means {
+        let layer = k.layer.map_or(String::new(), |l| (l + 1).to_string());
         let f = |x: &str| tables::csv_field(x);
         csv.push_str(&format!(
-            "{},{},{},{},{row},{layer},{v:e}\n",
-            f(m),
-            f(p),
-            f(t),
-            f(meth)
+            "{},{},{},{},{},{layer},{v:e}\n",
+            f(&k.cell.model),
+            f(&k.cell.protocol),
+            f(&k.cell.task),
+            f(&k.cell.method),
+            k.row
         ));
     }
     put("fig1_bias_change.csv", csv.as_bytes())?;
@@ -844,58 +763,4 @@ pub fn report(stores: &[&Path], out: &Path, rules: &Rules) -> Result<Written> {
         table3,
         skipped: figs.skipped,
     })
-}
-
-/// The columns that identify one aggregate cell, in their sort order.
-const CELL_KEY: [&str; 7] = [
-    "model",
-    "protocol",
-    "task",
-    "method",
-    "train_size",
-    "lr",
-    "metric",
-];
-
-/// The aggregate as CSV (written by hand: polars is built without its csv feature).
-fn aggregate_csv(agg: &DataFrame) -> Result<String> {
-    const COLS: [&str; 20] = [
-        "model",
-        "protocol",
-        "task",
-        "method",
-        "train_size",
-        "lr",
-        "metric",
-        "headline",
-        "best_mean",
-        "best_std",
-        "last_mean",
-        "last_std",
-        "n",
-        "n_excluded",
-        "n_degenerate",
-        "n_diverged",
-        "examples",
-        "param_pct",
-        "epoch_rule",
-        "degenerate_runs",
-    ];
-    let mut csv = COLS.join(",") + "\n";
-    let cols: Vec<Vec<String>> = COLS
-        .iter()
-        .map(|n| -> Result<Vec<String>> {
-            let c = agg.column(n)?.cast(&DataType::String)?;
-            Ok(c.str()?
-                .iter()
-                .map(|v| v.unwrap_or("").to_string())
-                .collect())
-        })
-        .collect::<Result<_>>()?;
-    for i in 0..agg.height() {
-        let row: Vec<String> = cols.iter().map(|c| tables::csv_field(&c[i])).collect();
-        csv.push_str(&row.join(","));
-        csv.push('\n');
-    }
-    Ok(csv)
 }

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 
-use super::{BestCells, Cell, PAPER_TASKS, Rules, avg_of, paper_avg};
+use super::{BestCells, Cell, PAPER_TASKS, Rules, Setting, avg_of, method_label};
+use crate::finetune::method::PAPER_METHODS;
 
 /// One row of a paper CSV in `paper_tables/reference/`.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,9 +57,49 @@ pub struct TableSpec {
     pub paper_csv: &'static str,
     /// the CSV column that splits its rows (dev/test, model)
     pub group_col: Option<&'static str>,
-    /// (harness method, paper method) in the paper's row order; "" = not implemented here
-    pub methods: &'static [(&'static str, &'static str)],
+    /// our rows, in the paper's row order
+    pub methods: TableRows,
     pub paper_protocol: &'static str,
+}
+
+/// One of our rows in a paper table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableRow {
+    /// a method of [`PAPER_METHODS`], by its spelling; its label comes from there
+    Method(&'static str),
+    /// a method the paper compares with that this harness does not implement, by the paper's name
+    NotImplemented(&'static str),
+}
+
+/// Our rows of a table, in the paper's row order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableRows {
+    /// every method of [`PAPER_METHODS`], in its order (Table 3)
+    PaperMethods,
+    Listed(&'static [TableRow]),
+}
+
+impl TableRows {
+    pub fn rows(&self) -> Vec<TableRow> {
+        match self {
+            TableRows::PaperMethods => PAPER_METHODS
+                .iter()
+                .map(|m| TableRow::Method(m.spelling))
+                .collect(),
+            TableRows::Listed(rows) => rows.to_vec(),
+        }
+    }
+
+    /// The spellings of our methods among the rows, in order.
+    pub fn methods(&self) -> Vec<&'static str> {
+        self.rows()
+            .into_iter()
+            .filter_map(|r| match r {
+                TableRow::Method(m) => Some(m),
+                TableRow::NotImplemented(_) => None,
+            })
+            .collect()
+    }
 }
 
 pub const TABLES: [TableSpec; 3] = [
@@ -67,12 +108,12 @@ pub const TABLES: [TableSpec; 3] = [
         title: "Table 1 shape: Full-FT, Diff-Pruning, Adapters, BitFit (paper: BERT-large, GLUE dev and test)",
         paper_csv: include_str!("../../paper_tables/reference/table1_bert_large.csv"),
         group_col: Some("split"),
-        methods: &[
-            ("full_ft", "Full-FT"),
-            ("", "Diff-Prune (Guo et al.)"),
-            ("", "Adapters (Houlsby et al.)"),
-            ("bitfit", "BitFit"),
-        ],
+        methods: TableRows::Listed(&[
+            TableRow::Method("full_ft"),
+            TableRow::NotImplemented("Diff-Prune (Guo et al.)"),
+            TableRow::NotImplemented("Adapters (Houlsby et al.)"),
+            TableRow::Method("bitfit"),
+        ]),
         paper_protocol: "paper: BERT-large; dev rows = best of a learning-rate sweep; test rows = GLUE server \
                          (test labels are not public, so our test cells cannot be filled)",
     },
@@ -81,7 +122,7 @@ pub const TABLES: [TableSpec; 3] = [
         title: "Table 2 shape: Full-FT vs BitFit per base model (paper: BERT-base, BERT-large, RoBERTa-base, GLUE dev)",
         paper_csv: include_str!("../../paper_tables/reference/table2_base_models.csv"),
         group_col: Some("model"),
-        methods: &[("full_ft", "Full-FT"), ("bitfit", "BitFit")],
+        methods: TableRows::Listed(&[TableRow::Method("full_ft"), TableRow::Method("bitfit")]),
         paper_protocol: "paper: GLUE dev, best of a learning-rate sweep; ours − paper uses the paper model of our \
                          model's family (bert-base unless the name says large or roberta)",
     },
@@ -90,16 +131,7 @@ pub const TABLES: [TableSpec; 3] = [
         title: "Table 3 shape: bias subsets and baselines (paper: BERT-base, GLUE dev)",
         paper_csv: include_str!("../../paper_tables/reference/table3_bias_subsets_bert_base.csv"),
         group_col: None,
-        methods: &[
-            ("full_ft", "Full-FT"),
-            ("bitfit", "BitFit"),
-            ("b_q+b_m2", "b_m2+b_q"),
-            ("b_m2", "b_m2"),
-            ("b_q", "b_q"),
-            ("frozen", "Frozen"),
-            ("rand_uniform", "rand uniform"),
-            ("rand_row_col", "rand row/col"),
-        ],
+        methods: TableRows::PaperMethods,
         paper_protocol: "paper: BERT-base, GLUE dev, best of a learning-rate sweep",
     },
 ];
@@ -135,6 +167,15 @@ pub struct Rendered {
     pub markdown: String,
     pub latex: String,
     pub csv: String,
+}
+
+/// One method's cells in a table block: task → cell.
+type TaskCells<'a> = BTreeMap<&'a str, &'a Cell>;
+
+/// The paper's Avg. of our cells ([`super::paper_avg`]).
+fn cells_avg(cells: &TaskCells) -> std::result::Result<f64, Vec<String>> {
+    let means: BTreeMap<String, f64> = cells.iter().map(|(t, c)| (t.to_string(), c.mean)).collect();
+    avg_of(&means)
 }
 
 /// One printed row of a table block, in every output format.
@@ -179,9 +220,9 @@ impl Row {
         }
     }
 
-    fn ours(method: &str, paper_name: &str, cells: &BTreeMap<String, Cell>, rules: &Rules) -> Row {
+    fn ours(method: &str, paper_name: &str, cells: &TaskCells, rules: &Rules) -> Row {
         let pct: Vec<f64> = cells.values().map(|c| c.param_pct).collect();
-        let (avg, avg_csv) = match paper_avg(cells) {
+        let (avg, avg_csv) = match cells_avg(cells) {
             Ok(a) => (format!("{a:.1}"), format!("{a:.1}")),
             Err(missing) => (format!("— (missing {})", missing.join(", ")), String::new()),
         };
@@ -193,16 +234,16 @@ impl Row {
             pct: format!("{:.3}", pct.iter().sum::<f64>() / pct.len() as f64),
             md: PAPER_TASKS
                 .iter()
-                .map(|t| md_cell(cells.get(*t), rules))
+                .map(|t| md_cell(cells.get(t).copied(), rules))
                 .collect(),
             tex: PAPER_TASKS
                 .iter()
-                .map(|t| tex_cell(cells.get(*t)))
+                .map(|t| tex_cell(cells.get(t).copied()))
                 .collect(),
             csv: PAPER_TASKS
                 .iter()
                 .flat_map(|t| {
-                    let c = cells.get(*t);
+                    let c = cells.get(t).copied();
                     [
                         opt(c.map(|c| c.mean)),
                         opt(c.map(|c| c.std)),
@@ -257,18 +298,18 @@ impl Row {
     }
 
     /// Ours − paper per task, and of the two Avg. when both exist.
-    fn diff(cells: &BTreeMap<String, Cell>, pr: &PaperRow) -> Row {
+    fn diff(cells: &TaskCells, pr: &PaperRow) -> Row {
         let d: Vec<Option<f64>> = PAPER_TASKS
             .iter()
             .map(|t| {
-                Some(cells.get(*t).map(|c| c.mean).filter(|v| v.is_finite())? - pr.vals.get(*t)?)
+                Some(cells.get(t).map(|c| c.mean).filter(|v| v.is_finite())? - pr.vals.get(*t)?)
             })
             .collect();
         let shown: Vec<String> = d
             .iter()
             .map(|d| d.map_or(String::new(), |d| format!("{d:+.1}")))
             .collect();
-        let avg = match (paper_avg(cells), avg_of(&pr.vals)) {
+        let avg = match (cells_avg(cells), avg_of(&pr.vals)) {
             (Ok(a), Ok(b)) => Some(a - b),
             _ => None,
         };
@@ -375,18 +416,17 @@ fn opt(v: Option<f64>) -> String {
 /// methods.
 pub fn render(spec: &TableSpec, best: &BestCells, rules: &Rules) -> Result<Rendered> {
     let paper = paper_rows(spec.paper_csv, spec.group_col);
-    let mut blocks: BTreeMap<(&str, &str, i64), BTreeMap<&str, &BTreeMap<String, Cell>>> =
-        BTreeMap::new();
-    for (((model, protocol), method, size), cells) in best {
-        if let Some((m, _)) = spec
-            .methods
-            .iter()
-            .find(|(m, _)| !m.is_empty() && m == method)
-        {
+    let methods = spec.methods.methods();
+    // one block per (setting, train size): method → task → cell
+    let mut blocks: BTreeMap<(Setting, i64), BTreeMap<&str, TaskCells>> = BTreeMap::new();
+    for (key, cell) in best {
+        if methods.contains(&key.method.as_str()) {
             blocks
-                .entry((model.as_str(), protocol.as_str(), *size))
+                .entry((key.setting(), key.train_size))
                 .or_default()
-                .insert(m, cells);
+                .entry(key.method.as_str())
+                .or_default()
+                .insert(key.task.as_str(), cell);
         }
     }
     let rules_line = rules_line(rules);
@@ -407,22 +447,31 @@ pub fn render(spec: &TableSpec, best: &BestCells, rules: &Rules) -> Result<Rende
         md.push_str("No runs of this table's methods in the results.\n");
         tex.push_str("% no runs of this table's methods in the results\n");
     }
-    for ((model, protocol, size), ours) in &blocks {
+    for ((Setting { model, protocol }, size), ours) in &blocks {
         let size_s = super::size_label(*size);
         let group = comparison_group(spec, model);
         let mut rows = Vec::new();
-        for (m, p) in spec.methods {
-            rows.push(match ours.get(m) {
-                _ if m.is_empty() => Row::marked(format!("ours: {p}"), p, "not implemented"),
-                None => Row::marked(format!("ours: {p} (`{m}`)"), m, "not run"),
-                Some(cells) => Row::ours(m, p, cells, rules),
+        for row in spec.methods.rows() {
+            rows.push(match row {
+                TableRow::NotImplemented(p) => {
+                    Row::marked(format!("ours: {p}"), p, "not implemented")
+                }
+                TableRow::Method(m) => {
+                    let p = method_label(m);
+                    match ours.get(m) {
+                        None => Row::marked(format!("ours: {p} (`{m}`)"), m, "not run"),
+                        Some(cells) => Row::ours(m, p, cells, rules),
+                    }
+                }
             });
         }
         rows.extend(paper.iter().map(Row::paper));
-        for (m, p) in spec.methods.iter().filter(|(m, _)| !m.is_empty()) {
+        for m in &methods {
             if let (Some(cells), Some(pr)) = (
                 ours.get(m),
-                paper.iter().find(|r| r.method == *p && r.group == group),
+                paper
+                    .iter()
+                    .find(|r| r.method == method_label(m) && r.group == group),
             ) {
                 rows.push(Row::diff(cells, pr));
             }

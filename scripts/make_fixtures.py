@@ -21,6 +21,16 @@ Everything it writes lands under tests/fixtures/ and is committed:
                         training loop (transformers-4.2.1 AdamW, global-norm clipping at 1.0,
                         dropout off) on the tiny model for full_ft, bitfit and b_q+b_m2
 - metrics.json          metric values computed by scikit-learn / scipy
+- tiny_roberta/         a 2-layer, H=32 random-init RoBERTa saved as HF RobertaForSequenceClassification
+                        (`roberta.` prefix, no pooler, classifier.dense + classifier.out_proj) with a
+                        tiny byte-level BPE tokenizer (tokenizer.json, vocab.json, merges.txt)
+- tiny_roberta_vocab_only/  the same model with only vocab.json + merges.txt for the tokenizer
+- tiny_roberta_reference.safetensors  inputs, last hidden states and logits of the tiny RoBERTa
+- roberta_tokenizer_cases.json  texts/pairs and the ids RobertaTokenizerFast produces
+- golden_steps/roberta_*.safetensors + roberta_golden_steps.json  5 reference steps of the tiny
+                        RoBERTa for full_ft and bitfit
+
+`--only roberta` writes the RoBERTa fixtures alone (the BERT ones stay as committed).
 """
 import argparse
 import json
@@ -55,10 +65,9 @@ TINY = dict(
 )
 
 
-def make_tiny(out_dir):
-    torch.manual_seed(1234)
-    cfg = BertConfig(**TINY, num_labels=3)
-    model = BertForSequenceClassification(cfg)
+def randomize(model):
+    """Every bias and LayerNorm vector random too, so a mis-mapped tensor cannot hide behind an
+    all-zero (or all-one) init."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("bias"):
@@ -67,6 +76,13 @@ def make_tiny(out_dir):
                 p.copy_(1.0 + torch.randn_like(p) * 0.1)
             else:
                 p.copy_(torch.randn_like(p) * 0.08)
+
+
+def make_tiny(out_dir):
+    torch.manual_seed(1234)
+    cfg = BertConfig(**TINY, num_labels=3)
+    model = BertForSequenceClassification(cfg)
+    randomize(model)
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     return model
@@ -250,6 +266,165 @@ def golden_steps(tiny_dir, out_dir, steps=5):
         json.dump(record, f, indent=1)
 
 
+# ---------------------------------------------------------------- RoBERTa
+
+TINY_ROBERTA = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=128,
+    max_position_embeddings=66,  # 64 positions after padding_idx + 1, as roberta-base's 514
+    type_vocab_size=1,
+    layer_norm_eps=1e-5,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+    initializer_range=0.02,
+    pad_token_id=1,
+    bos_token_id=0,
+    eos_token_id=2,
+)
+
+ROBERTA_CORPUS = [t for t in SINGLES] + [x for p in PAIRS for x in p] + [
+    "RoBERTa drops the next-sentence objective and uses byte-level BPE.",
+    "Only the bias terms are fine-tuned; everything else stays frozen.",
+    "The cat sat on the mat. The dog did not.",
+]
+
+
+def make_tiny_roberta_tokenizer(out_dir):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(ROBERTA_CORPUS * 3, vocab_size=400, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    os.makedirs(out_dir, exist_ok=True)
+    bpe.save_model(out_dir)  # vocab.json + merges.txt
+    tok = RobertaTokenizerFast(os.path.join(out_dir, "vocab.json"), os.path.join(out_dir, "merges.txt"),
+                               model_max_length=64)
+    tok.save_pretrained(out_dir)  # tokenizer.json, tokenizer_config.json, special_tokens_map.json
+    return tok
+
+
+def make_tiny_roberta(out_dir):
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    tok = make_tiny_roberta_tokenizer(out_dir)
+    torch.manual_seed(4321)
+    cfg = RobertaConfig(vocab_size=len(tok), **TINY_ROBERTA, num_labels=3)
+    model = RobertaForSequenceClassification(cfg)
+    randomize(model)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    # the same model with only vocab.json + merges.txt (the older layout of a RoBERTa folder)
+    vo = out_dir + "_vocab_only"
+    os.makedirs(vo, exist_ok=True)
+    for f in ("config.json", "model.safetensors", "vocab.json", "merges.txt"):
+        with open(os.path.join(out_dir, f), "rb") as a, open(os.path.join(vo, f), "wb") as b:
+            b.write(a.read())
+    return model, tok
+
+
+def roberta_tokenizer_cases(tok):
+    cases = []
+    for max_len in (64, 12):
+        for s in SINGLES:
+            cases.append({"text": s, "text_pair": None, "max_length": max_len})
+        for a, b in PAIRS:
+            cases.append({"text": a, "text_pair": b, "max_length": max_len})
+    for c in cases:
+        e = tok(c["text"], c["text_pair"], truncation="longest_first", max_length=c["max_length"], padding=False)
+        c["input_ids"] = e["input_ids"]
+    return cases
+
+
+def roberta_reference(model, tok):
+    texts = [("Only the bias terms are fine-tuned.", "The cat sat on the mat."), ("Hello world!", None),
+             ("a", None)]
+    enc = tok([a for a, _ in texts], [b if b else "" for _, b in texts], padding=True, return_tensors="pt")
+    # the single texts without an empty second segment
+    rows = [tok(a, b)["input_ids"] if b else tok(a)["input_ids"] for a, b in texts]
+    L = max(len(r) for r in rows)
+    ids = torch.full((len(rows), L), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), L, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    del enc
+    model.eval()
+    with torch.no_grad():
+        h = model.roberta(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits = model.classifier(h)
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids),
+            "last_hidden_state": h.contiguous(), "logits": logits.contiguous()}
+
+
+def roberta_golden_steps(tiny_dir, out_dir, steps=5):
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    os.makedirs(out_dir, exist_ok=True)
+    g = torch.Generator().manual_seed(98)
+    B, L = 4, 10
+    lens = [10, 8, 5, 9]
+    cfg0 = RobertaConfig.from_pretrained(tiny_dir)
+    ids = torch.full((B, L), cfg0.pad_token_id, dtype=torch.long)
+    mask = torch.zeros(B, L, dtype=torch.long)
+    for i, n in enumerate(lens):
+        ids[i, :n] = torch.randint(5, cfg0.vocab_size, (n,), generator=g)
+        ids[i, 0] = 0
+        ids[i, n - 1] = 2
+        mask[i, :n] = 1
+    labels = torch.tensor([0, 2, 1, 2])
+    runs = [("full_ft", 3, 1e-3), ("bitfit", 3, 1e-2)]
+    record = {"input_ids": ids.tolist(), "attention_mask": mask.tolist(),
+              "token_type_ids": torch.zeros_like(ids).tolist(), "labels": labels.tolist(), "steps": steps,
+              "runs": {}}
+    for tag, num_labels, lr in runs:
+        cfg = RobertaConfig.from_pretrained(tiny_dir, num_labels=num_labels, hidden_dropout_prob=0.0,
+                                            attention_probs_dropout_prob=0.0)
+        model = RobertaForSequenceClassification.from_pretrained(tiny_dir, config=cfg)
+        with torch.no_grad():
+            torch.manual_seed(6)
+            for lin in (model.classifier.dense, model.classifier.out_proj):
+                lin.weight.normal_(0.0, 0.02)
+                lin.bias.zero_()
+        head_init = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("classifier.")}
+        names = []
+        for n, p in model.named_parameters():
+            p.requires_grad = trainable(tag, n)
+            if p.requires_grad:
+                names.append(n)
+        model.train()  # dropout probabilities are 0
+        opt = ReferenceAdamW(model.parameters(), lr=lr)
+        losses, norms = [], []
+        for _ in range(steps):
+            model.zero_grad()
+            out = model(input_ids=ids, attention_mask=mask, labels=labels)
+            out.loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            opt.step()
+            losses.append(out.loss.item())
+            norms.append(norm.item())
+        final = {n: p.detach().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        fname = "roberta_" + tag + ".safetensors"
+        save_file({**{"init." + k: v.contiguous() for k, v in head_init.items()}, **final},
+                  os.path.join(out_dir, fname))
+        record["runs"][tag] = {"method": tag, "num_labels": num_labels, "lr": lr, "losses": losses,
+                               "grad_norms": norms, "trainable": names, "file": fname}
+    with open(os.path.join(out_dir, "roberta_golden_steps.json"), "w") as f:
+        json.dump(record, f, indent=1)
+
+
+def roberta_fixtures():
+    tiny_dir = os.path.join(OUT, "tiny_roberta")
+    model, tok = make_tiny_roberta(tiny_dir)
+    with open(os.path.join(OUT, "roberta_tokenizer_cases.json"), "w") as f:
+        json.dump(roberta_tokenizer_cases(tok), f, indent=1, ensure_ascii=False)
+    ref = roberta_reference(model, tok)
+    save_file(ref, os.path.join(OUT, "tiny_roberta_reference.safetensors"))
+    roberta_golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
+
+
 # ---------------------------------------------------------------- metrics
 
 
@@ -282,10 +457,17 @@ def metrics_fixture(path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--minilm", required=True, help="all-MiniLM-L6-v2 model folder (scripts/fetch_minilm.sh)")
+    ap.add_argument("--minilm", help="all-MiniLM-L6-v2 model folder (scripts/fetch_minilm.sh)")
+    ap.add_argument("--only", choices=["roberta"], help="write only these fixtures")
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
+    if args.only == "roberta":
+        roberta_fixtures()
+        print("RoBERTa fixtures written to", os.path.abspath(OUT))
+        return
+    if not args.minilm:
+        ap.error("--minilm is required (unless --only roberta)")
 
     tiny_dir = os.path.join(OUT, "tiny_bert")
     model = make_tiny(tiny_dir)
@@ -312,6 +494,7 @@ def main():
     save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(OUT, "minilm_reference.safetensors"))
 
     golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
+    roberta_fixtures()
     metrics_fixture(os.path.join(OUT, "metrics.json"))
     print("fixtures written to", os.path.abspath(OUT))
 

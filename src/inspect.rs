@@ -33,7 +33,7 @@ pub fn inspect(cfg: &BertConfig) -> Inspection {
     let total: usize = shapes.iter().map(|(_, s)| numel(s)).sum();
     let mut groups: Vec<(String, usize)> = Vec::new();
     for (n, s) in &shapes {
-        let g = crate::model::BERT.group_of(n);
+        let g = cfg.family().group_of(n);
         match groups.iter_mut().find(|(x, _)| x == g) {
             Some((_, c)) => *c += numel(s),
             None => groups.push((g.to_string(), numel(s))),
@@ -76,8 +76,9 @@ impl Inspection {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "BERT: {} layers, hidden {}, {} heads, intermediate {}, vocab {}, max positions {}, type vocab {}, \
+            "{}: {} layers, hidden {}, {} heads, intermediate {}, vocab {}, max positions {}, type vocab {}, \
              layer_norm_eps {:e}, act {}",
+            c.family().label,
             c.num_hidden_layers,
             c.hidden_size,
             c.num_attention_heads,
@@ -128,6 +129,14 @@ impl Inspection {
             let n = n.map(fmt_int).unwrap_or_else(|| "per draw".into());
             let p = p.map(|p| format!("{p:.4}%")).unwrap_or_default();
             let _ = writeln!(s, "{:<16} {:>14} {:>10}", m, n, p);
+        }
+        if let Some(paper) = c.family().paper_rand_uniform_budget {
+            let _ = writeln!(
+                s,
+                "\nrand_uniform's default budget is this model's all-bias count; the paper used {} for {}",
+                fmt_int(paper.1),
+                paper.0
+            );
         }
         s
     }

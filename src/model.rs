@@ -22,7 +22,7 @@ use crate::tokenize::Batch;
 
 pub mod names;
 
-pub use names::{BERT, Family, hf_name, stored_transposed};
+pub use names::{BERT, Family, HeadLayout, Positions, ROBERTA, hf_name, stored_transposed};
 
 // ---------------------------------------------------------------------------------------------
 // config
@@ -98,6 +98,27 @@ impl BertConfig {
         self.hidden_act.parse()
     }
 
+    /// The model family `model_type` names (BERT when absent).
+    pub fn family(&self) -> &'static Family {
+        names::family_for(self.model_type.as_deref()).unwrap_or(&BERT)
+    }
+
+    /// The padding index, from which RoBERTa numbers positions.
+    pub fn padding_idx(&self) -> usize {
+        self.pad_token_id.unwrap_or(0) as usize
+    }
+
+    /// The longest input the position table holds: `max_position_embeddings`, less the padding
+    /// index + 1 where positions start after it (RoBERTa: 514 → 512).
+    pub fn max_tokens(&self) -> usize {
+        match self.family().positions {
+            Positions::Absolute => self.max_position_embeddings,
+            Positions::AfterPadding => self
+                .max_position_embeddings
+                .saturating_sub(self.padding_idx() + 1),
+        }
+    }
+
     /// A randomly initialised encoder of this shape ([`BertModel::init`]).
     pub fn init(&self, dev: &Device) -> BertModel {
         BertModel::init(self, dev)
@@ -127,7 +148,23 @@ impl BertConfig {
         match name {
             "bert-base-cased" => Ok(Self::bert_base_cased()),
             "bert-large-cased" => Ok(Self::bert_large_cased()),
-            _ => bail!("--shape `{name}`: valid shapes are bert-base-cased, bert-large-cased"),
+            "roberta-base" => Ok(Self::roberta_base()),
+            _ => bail!(
+                "--shape `{name}`: valid shapes are bert-base-cased, bert-large-cased, roberta-base"
+            ),
+        }
+    }
+
+    /// roberta-base's shape (its config.json on the hub).
+    pub fn roberta_base() -> Self {
+        BertConfig {
+            vocab_size: 50265,
+            max_position_embeddings: 514,
+            type_vocab_size: 1,
+            layer_norm_eps: 1e-5,
+            model_type: Some("roberta".into()),
+            pad_token_id: Some(1),
+            ..Self::bert_base_cased()
         }
     }
 
@@ -297,6 +334,9 @@ pub struct BertEmbeddings {
     pub token_type_embeddings: Embedding,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    /// RoBERTa: positions start after this padding index and skip padding; None: 0, 1, 2, …
+    #[module(skip)]
+    pub padding_idx: Option<usize>,
 }
 
 #[derive(Module, Debug)]
@@ -352,12 +392,13 @@ pub struct BertPooler {
     pub dense: Linear,
 }
 
-/// HF `BertModel`: embeddings → N post-LN layers → pooler.
+/// HF `BertModel` (or `RobertaModel`): embeddings → N post-LN layers → pooler (none for RoBERTa,
+/// whose task head does not read it).
 #[derive(Module, Debug)]
 pub struct BertModel {
     pub embeddings: BertEmbeddings,
     pub encoder: BertEncoder,
-    pub pooler: BertPooler,
+    pub pooler: Option<BertPooler>,
 }
 
 fn linear(i: usize, o: usize, dev: &Device) -> Linear {
@@ -373,6 +414,7 @@ impl BertModel {
     /// A randomly initialised model of the given shape (weights are then loaded over it).
     pub fn init(cfg: &BertConfig, dev: &Device) -> Self {
         let h = cfg.hidden_size;
+        let family = cfg.family();
         let hd = DropoutConfig::new(cfg.hidden_dropout_prob);
         // validated when the config was read; a hand-built config with an unknown name gets GELU
         let act = cfg.activation().unwrap_or_default();
@@ -410,11 +452,13 @@ impl BertModel {
                 token_type_embeddings: EmbeddingConfig::new(cfg.type_vocab_size, h).init(dev),
                 layer_norm: ln(cfg, dev),
                 dropout: hd.init(),
+                padding_idx: (family.positions == Positions::AfterPadding)
+                    .then(|| cfg.padding_idx()),
             },
             encoder: BertEncoder { layer: layers },
-            pooler: BertPooler {
+            pooler: (family.head == HeadLayout::Pooler).then(|| BertPooler {
                 dense: linear(h, h, dev),
-            },
+            }),
         }
     }
 
@@ -428,10 +472,14 @@ impl BertModel {
     ) -> Tensor<3> {
         let [b, s] = input_ids.dims();
         let dev = input_ids.device();
-        let pos = Tensor::<1, Int>::arange(0..s as i64, &dev)
-            .reshape([1, s])
-            .expand([b, s]);
         let e = &self.embeddings;
+        let pos = match e.padding_idx {
+            None => Tensor::<1, Int>::arange(0..s as i64, &dev)
+                .reshape([1, s])
+                .expand([b, s]),
+            // HF's create_position_ids_from_input_ids: cumsum(mask) * mask + padding_idx
+            Some(p) => (mask.clone().cumsum(1) * mask.clone()).int() + p as i64,
+        };
         let x = e.word_embeddings.forward(input_ids)
             + e.position_embeddings.forward(pos)
             + e.token_type_embeddings.forward(token_type_ids);
@@ -444,11 +492,16 @@ impl BertModel {
         x
     }
 
-    /// HF pooler output: tanh(dense(hidden[:, 0])).
+    /// HF pooler output: tanh(dense(hidden[:, 0])). Panics for a family without a pooler
+    /// (RoBERTa), whose head reads the first token itself.
     pub fn pool(&self, hidden: Tensor<3>) -> Tensor<2> {
         let [b, _, h] = hidden.dims();
         let cls = hidden.slice([0..b, 0..1]).reshape([b, h]);
-        tanh(self.pooler.dense.forward(cls))
+        let pooler = self
+            .pooler
+            .as_ref()
+            .expect("this model family has no pooler");
+        tanh(pooler.dense.forward(cls))
     }
 }
 
@@ -508,15 +561,20 @@ pub fn batch_tensors(b: &Batch, dev: &Device) -> (Tensor<2, Int>, Tensor<2, Int>
 // ---------------------------------------------------------------------------------------------
 // classification head
 
-/// HF `BertForSequenceClassification` (num_labels outputs; 1 = regression), with the pooling
-/// choice of [`HeadPooling`].
+/// HF `BertForSequenceClassification` or `RobertaForSequenceClassification` (num_labels
+/// outputs; 1 = regression), with the pooling choice of [`HeadPooling`]. For RoBERTa,
+/// `classifier` is the head's `out_proj` and `dense` its `classifier.dense`.
 #[derive(Module, Debug)]
 pub struct BertClassifier {
     pub bert: BertModel,
     pub dropout: Dropout,
+    /// RoBERTa's dense + tanh layer before the output projection (None for BERT)
+    pub dense: Option<Linear>,
     pub classifier: Linear,
     #[module(skip)]
     pub pooling: HeadPooling,
+    #[module(skip)]
+    pub family: &'static Family,
 }
 
 /// The task head of a [`BertClassifier`], burn's Config + init pattern: `init` wraps an encoder.
@@ -561,30 +619,47 @@ impl BertClassifier {
         classifier.weight =
             Param::from_tensor(Tensor::from_data(TensorData::new(w, [h, num_labels]), dev));
         classifier.bias = Some(Param::from_tensor(Tensor::zeros([num_labels], dev)));
+        let family = cfg.family();
+        let dense = (family.head == HeadLayout::Dense).then(|| {
+            let w: Vec<f32> = (0..h * h).map(|_| normal.sample(&mut rng)).collect();
+            let mut d = linear(h, h, dev);
+            d.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [h, h]), dev));
+            d.bias = Some(Param::from_tensor(Tensor::zeros([h], dev)));
+            d
+        });
         BertClassifier {
             bert,
             dropout: DropoutConfig::new(cfg.hidden_dropout_prob).init(),
+            dense,
             classifier,
             pooling,
+            family,
         }
     }
 
-    /// Set the head from HF-layout tensors (`classifier.weight` is `[num_labels, hidden]`).
+    /// Set RoBERTa's `classifier.dense` from HF-layout tensors (`[hidden, hidden]`, out × in).
+    pub fn set_dense(&mut self, weight_out_in: &[f32], bias: &[f32], dev: &Device) {
+        self.dense = Some(linear_from_hf(weight_out_in, bias, dev));
+    }
+
+    /// The tensors for which `keep(hf_name, require_grad)` holds, named as the family's HF task
+    /// model names them (`roberta.encoder…`, `classifier.out_proj.weight`, …).
+    pub fn hf_task_tensors(&self, keep: impl Fn(&str, bool) -> bool) -> Vec<NamedTensor> {
+        hf_tensors(self, |_, _| true)
+            .into_iter()
+            .zip(params(self))
+            .map(|(mut t, p)| {
+                t.name = self.family.hf_task_name(&p.path);
+                t
+            })
+            .filter(|t| keep(&t.name, t.require_grad))
+            .collect()
+    }
+
+    /// Set the output layer from HF-layout tensors (`classifier.weight`, RoBERTa's
+    /// `classifier.out_proj.weight`: `[num_labels, hidden]`).
     pub fn set_head(&mut self, weight_out_in: &[f32], bias: &[f32], dev: &Device) {
-        let n = bias.len();
-        let h = weight_out_in.len() / n;
-        let mut w = vec![0f32; h * n];
-        for o in 0..n {
-            for i in 0..h {
-                w[i * n + o] = weight_out_in[o * h + i];
-            }
-        }
-        self.classifier.weight =
-            Param::from_tensor(Tensor::from_data(TensorData::new(w, [h, n]), dev));
-        self.classifier.bias = Some(Param::from_tensor(Tensor::from_data(
-            TensorData::new(bias.to_vec(), [n]),
-            dev,
-        )));
+        self.classifier = linear_from_hf(weight_out_in, bias, dev);
     }
 
     /// Logits `[batch, num_labels]`.
@@ -597,16 +672,42 @@ impl BertClassifier {
         let hidden = self.bert.forward(input_ids, token_type_ids, mask.clone());
         let [b, s, h] = hidden.dims();
         let features = match self.pooling {
-            HeadPooling::Pooler => self.bert.pool(hidden),
-            HeadPooling::Cls => hidden.slice([0..b, 0..1]).reshape([b, h]),
+            HeadPooling::Pooler if self.bert.pooler.is_some() => self.bert.pool(hidden),
+            // RoBERTa's head reads the <s> state itself
+            HeadPooling::Pooler | HeadPooling::Cls => hidden.slice([0..b, 0..1]).reshape([b, h]),
             HeadPooling::Mean => {
                 let m = mask.reshape([b, s, 1]);
                 let summed = (hidden * m.clone()).sum_dim(1).reshape([b, h]);
                 summed / m.sum_dim(1).reshape([b, 1]).clamp_min(1.0)
             }
         };
-        self.classifier.forward(self.dropout.forward(features))
+        let x = self.dropout.forward(features);
+        let x = match &self.dense {
+            // RobertaClassificationHead: dropout → dense → tanh → dropout → out_proj
+            Some(dense) => self.dropout.forward(tanh(dense.forward(x))),
+            None => x,
+        };
+        self.classifier.forward(x)
     }
+}
+
+/// A Linear layer from HF-layout tensors (weight `[out, in]`).
+fn linear_from_hf(weight_out_in: &[f32], bias: &[f32], dev: &Device) -> Linear {
+    let n = bias.len();
+    let h = weight_out_in.len() / n;
+    let mut w = vec![0f32; h * n];
+    for o in 0..n {
+        for i in 0..h {
+            w[i * n + o] = weight_out_in[o * h + i];
+        }
+    }
+    let mut l = linear(h, n, dev);
+    l.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [h, n]), dev));
+    l.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(bias.to_vec(), [n]),
+        dev,
+    )));
+    l
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -704,7 +805,7 @@ impl Checkpoint {
     /// Build the encoder on `dev` and load the checkpoint's tensors into it.
     pub fn load(&self, dev: &Device) -> Result<(BertModel, LoadReport)> {
         let mut model = BertModel::init(&self.config, dev);
-        let report = load_weights(&mut model, &self.weights)?;
+        let report = load_weights(&mut model, &self.weights, self.config.family())?;
         Ok((model, report))
     }
 }
@@ -712,9 +813,9 @@ impl Checkpoint {
 /// Load an HF BERT checkpoint (`bert.` prefix or not; LayerNorm `weight/bias` or the old
 /// `gamma/beta`; PyTorch `[out, in]` Linear weights) into `model`. Any missing, unexpected or
 /// mis-shaped tensor is an error that lists all of them.
-pub fn load_weights(model: &mut BertModel, file: &Path) -> Result<LoadReport> {
+pub fn load_weights(model: &mut BertModel, file: &Path, family: &Family) -> Result<LoadReport> {
     use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter};
-    let remap = BERT.load_remap();
+    let remap = family.load_remap();
     let is_bin = file.extension().is_some_and(|e| e == "bin");
     let result = if is_bin {
         // PytorchStore always applies PyTorchToBurnAdapter itself
@@ -739,6 +840,16 @@ pub fn load_weights(model: &mut BertModel, file: &Path) -> Result<LoadReport> {
             .load_from(&mut store)
             .map_err(|e| anyhow!("{}: {e}", file.display()))?
     };
+    if let Some(other) = result.unused.iter().find_map(|k| family.foreign_prefix(k)) {
+        bail!(
+            "{}: the tensors are a {} model's (`{}` prefix) but config.json says model_type `{}`; \
+             the folder mixes two families",
+            file.display(),
+            other.name,
+            other.prefix,
+            family.name
+        );
+    }
     let mut problems = Vec::new();
     let missing: Vec<String> = result.missing.iter().map(|(p, _)| hf_name(p)).collect();
     if !missing.is_empty() {
@@ -748,7 +859,7 @@ pub fn load_weights(model: &mut BertModel, file: &Path) -> Result<LoadReport> {
     let mut unexpected = Vec::new();
     for k in &result.unused {
         let hf = hf_name(k);
-        if BERT.is_ignored(&hf) {
+        if family.is_ignored(&hf) {
             ignored.push(hf)
         } else {
             unexpected.push(hf)

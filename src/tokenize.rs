@@ -72,18 +72,23 @@ impl BertTokenizer {
         let (mut inner, source) = if json.is_file() {
             let t = Tokenizer::from_file(&json).map_err(|e| anyhow!("{}: {e}", json.display()))?;
             (t, json.display().to_string())
-        } else {
+        } else if dir.join("vocab.txt").is_file() {
             let vocab = dir.join("vocab.txt");
-            if !vocab.is_file() {
-                anyhow::bail!(
-                    "{}: neither tokenizer.json nor vocab.txt found; the model folder must hold one of them",
-                    dir.display()
-                );
-            }
             (
                 Self::from_vocab(&vocab, lower_case(dir)?)?,
                 vocab.display().to_string(),
             )
+        } else if dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file() {
+            (
+                Self::from_bpe(&dir.join("vocab.json"), &dir.join("merges.txt"))?,
+                dir.join("vocab.json").display().to_string(),
+            )
+        } else {
+            anyhow::bail!(
+                "{}: neither tokenizer.json nor vocab.txt (WordPiece) nor vocab.json + merges.txt \
+                 (byte-level BPE) found; the model folder must hold one of them",
+                dir.display()
+            );
         };
         inner
             .with_truncation(Some(TruncationParams {
@@ -94,7 +99,10 @@ impl BertTokenizer {
             }))
             .map_err(|e| anyhow!("{e}"))?;
         inner.with_padding(None);
-        let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
+        let pad_id = ["[PAD]", "<pad>"]
+            .iter()
+            .find_map(|t| inner.token_to_id(t))
+            .unwrap_or(0);
         Ok(BertTokenizer {
             inner,
             max_length,
@@ -123,6 +131,38 @@ impl BertTokenizer {
             ("[CLS]".into(), cls),
         )));
         t.with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()));
+        Ok(t)
+    }
+
+    /// The byte-level BPE pipeline of HF's `RobertaTokenizer`, built from `vocab.json` and
+    /// `merges.txt`: `<s> A </s></s> B </s>` for pairs, no prefix space.
+    pub fn from_bpe(vocab: &Path, merges: &Path) -> Result<Tokenizer> {
+        use tokenizers::models::bpe::BPE;
+        use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+        use tokenizers::processors::roberta::RobertaProcessing;
+        let path = |p: &Path| {
+            p.to_str()
+                .ok_or_else(|| anyhow!("non-UTF-8 path {}", p.display()))
+                .map(str::to_string)
+        };
+        let bpe = BPE::from_file(&path(vocab)?, &path(merges)?)
+            .build()
+            .map_err(|e| anyhow!("{}: {e}", vocab.display()))?;
+        let id = |t: &str| {
+            bpe.get_vocab()
+                .get(t)
+                .copied()
+                .ok_or_else(|| anyhow!("{}: the vocabulary has no `{t}` token", vocab.display()))
+        };
+        let (cls, sep) = (id("<s>")?, id("</s>")?);
+        let mut t = Tokenizer::new(bpe);
+        t.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
+        t.with_post_processor(Some(
+            RobertaProcessing::new(("</s>".into(), sep), ("<s>".into(), cls))
+                .trim_offsets(true)
+                .add_prefix_space(false),
+        ));
+        t.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
         Ok(t)
     }
 

@@ -50,7 +50,7 @@ pub fn build_masks(
     budget_default: usize,
 ) -> Vec<Mask> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6d61_736b); // "mask"
-    let encoder = |p: &&ParamInfo| p.require_grad && !p.hf_name.starts_with("classifier.");
+    let encoder = |p: &&ParamInfo| p.require_grad && p.hf_name.starts_with("bert.");
     let targets: Vec<&ParamInfo> = params.iter().filter(encoder).collect();
     let mut out = Vec::new();
     match method {

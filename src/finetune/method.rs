@@ -218,7 +218,7 @@ impl fmt::Display for Method {
 /// Parameter shapes of a BERT encoder of a given shape, by HF name, from the config alone (the
 /// name table, [`crate::model::names`]): the numbers `repro inspect` prints.
 pub fn encoder_param_shapes(cfg: &BertConfig) -> Vec<(String, Vec<usize>)> {
-    crate::model::BERT.encoder_tensors(cfg)
+    cfg.family().encoder_tensors(cfg)
 }
 
 // ---------------------------------------------------------------------------------------------

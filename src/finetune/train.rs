@@ -578,11 +578,11 @@ fn build_model(
     dev: &Device,
 ) -> Result<BertClassifier> {
     let ckpt = Checkpoint::open(model_dir)?;
-    if cfg.max_length > ckpt.config.max_position_embeddings {
+    if cfg.max_length > ckpt.config.max_tokens() {
         anyhow::bail!(
-            "max_length {} exceeds the model's max_position_embeddings {} ({}); lower max_length",
+            "max_length {} exceeds the {} positions of the model ({}); lower max_length",
             cfg.max_length,
-            ckpt.config.max_position_embeddings,
+            ckpt.config.max_tokens(),
             model_dir.join("config.json").display()
         );
     }

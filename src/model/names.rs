@@ -15,6 +15,7 @@ use anyhow::{Result, bail};
 use super::{BertConfig, BiasKind};
 
 /// One tensor as HF names it.
+#[derive(Debug)]
 pub struct TensorName {
     /// HF name; for layer tensors the part after `encoder.layer.{ℓ}.`
     pub hf: &'static str,
@@ -116,10 +117,37 @@ pub const SEGMENT_RENAMES: [(&str, &str); 2] = [("self_attn", "self"), ("layer_n
 /// LayerNorm parameters: (burn, HF).
 pub const LAYER_NORM_PARAMS: [(&str, &str); 2] = [("gamma", "weight"), ("beta", "bias")];
 
+/// How a family numbers positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Positions {
+    /// 0, 1, 2, … (BERT)
+    Absolute,
+    /// after the padding index, skipping padding: HF's `create_position_ids_from_input_ids`
+    /// (RoBERTa: the first token is at padding_idx + 1)
+    AfterPadding,
+}
+
+/// The sequence-classification head a family's HF task model has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadLayout {
+    /// BertForSequenceClassification: pooler (dense + tanh on [CLS]) → dropout → classifier
+    Pooler,
+    /// RobertaForSequenceClassification: <s> → dropout → classifier.dense → tanh → dropout →
+    /// classifier.out_proj (no pooler)
+    Dense,
+}
+
 /// What a model family provides: the names its checkpoints use, the tensor table, the config
-/// `model_type`s it reads, and the checkpoint keys it knows but does not load.
+/// `model_type`s it reads, its position numbering and task head, and the checkpoint keys it knows
+/// but does not load. Tokenizers come from the model folder (`tokenizer.json`), whatever the
+/// family; [`crate::tokenize`] builds one from the older vocabulary files when it is missing.
+#[derive(Debug)]
 pub struct Family {
     pub name: &'static str,
+    /// how the paper writes it
+    pub label: &'static str,
+    /// the paper's rand_uniform budget for this family's base model, where it states one
+    pub paper_rand_uniform_budget: Option<(&'static str, usize)>,
     /// config.json `model_type` values of this family
     pub model_types: &'static [&'static str],
     /// the encoder's prefix in HF task checkpoints (`bert.`); our task models use it too
@@ -130,11 +158,17 @@ pub struct Family {
     /// checkpoint keys of heads and buffers that loading skips (prefixes and suffixes)
     pub ignored_prefixes: &'static [&'static str],
     pub ignored_suffixes: &'static [&'static str],
+    pub positions: Positions,
+    pub head: HeadLayout,
+    /// burn path of a head tensor → its HF name (first path segment), in the family's task model
+    pub head_names: &'static [(&'static str, &'static str)],
 }
 
 /// BERT (HF `BertModel`).
 pub static BERT: Family = Family {
     name: "bert",
+    label: "BERT",
+    paper_rand_uniform_budget: None,
     model_types: &["bert"],
     prefix: "bert.",
     embeddings: BERT_EMBEDDINGS,
@@ -142,10 +176,36 @@ pub static BERT: Family = Family {
     pooler: BERT_POOLER,
     ignored_prefixes: &["cls.", "classifier.", "qa_outputs."],
     ignored_suffixes: &["position_ids"],
+    positions: Positions::Absolute,
+    head: HeadLayout::Pooler,
+    head_names: &[("classifier", "classifier")],
+};
+
+/// RoBERTa (HF `RobertaModel`): BERT's layers, so the same bias kinds; no token types (a type
+/// vocabulary of 1), positions after the padding index, and a dense + tanh head instead of the
+/// pooler (`RobertaForSequenceClassification` has none; a pretraining checkpoint's pooler and LM
+/// head are skipped).
+pub static ROBERTA: Family = Family {
+    name: "roberta",
+    label: "RoBERTa",
+    paper_rand_uniform_budget: Some(("roberta-base", 105_000)),
+    model_types: &["roberta"],
+    prefix: "roberta.",
+    embeddings: BERT_EMBEDDINGS,
+    layer: BERT_LAYER,
+    pooler: &[],
+    ignored_prefixes: &["lm_head.", "classifier.", "pooler.", "qa_outputs."],
+    ignored_suffixes: &["position_ids"],
+    positions: Positions::AfterPadding,
+    head: HeadLayout::Dense,
+    head_names: &[
+        ("dense", "classifier.dense"),
+        ("classifier", "classifier.out_proj"),
+    ],
 };
 
 /// Every family the harness loads.
-pub static FAMILIES: &[&Family] = &[&BERT];
+pub static FAMILIES: &[&Family] = &[&BERT, &ROBERTA];
 
 /// The family of a config.json's `model_type` (none given: BERT).
 pub fn family_for(model_type: Option<&str>) -> Result<&'static Family> {
@@ -217,6 +277,33 @@ impl Family {
             .iter()
             .find(|t| t.kind == Some(kind))
             .map_or("", |t| t.hf)
+    }
+
+    /// The HF name, in this family's task model, of a burn parameter path of a classifier (its
+    /// encoder under `bert.`, its head at the top level).
+    pub fn hf_task_name(&self, burn_path: &str) -> String {
+        if let Some(enc) = burn_path.strip_prefix("bert.") {
+            return format!("{}{}", self.prefix, hf_name(enc));
+        }
+        let (first, rest) = burn_path.split_once('.').unwrap_or((burn_path, ""));
+        let first = self
+            .head_names
+            .iter()
+            .find(|(b, _)| *b == first)
+            .map_or(first, |(_, h)| *h);
+        if rest.is_empty() {
+            first.to_string()
+        } else {
+            format!("{first}.{rest}")
+        }
+    }
+
+    /// The family whose prefix a checkpoint key carries, if it is another family's.
+    pub fn foreign_prefix(&self, key: &str) -> Option<&'static Family> {
+        FAMILIES
+            .iter()
+            .copied()
+            .find(|f| f.prefix != self.prefix && key.starts_with(f.prefix))
     }
 
     /// Checkpoint keys loading skips without complaint (other heads, buffers).

@@ -8,5 +8,6 @@ mod inspect;
 mod metrics;
 mod model;
 mod report;
+mod roberta;
 mod settings;
 mod tokenizer;

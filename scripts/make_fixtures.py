@@ -25,6 +25,7 @@ Everything it writes lands under tests/fixtures/ and is committed:
                         (`roberta.` prefix, no pooler, classifier.dense + classifier.out_proj) with a
                         tiny byte-level BPE tokenizer (tokenizer.json, vocab.json, merges.txt)
 - tiny_roberta_vocab_only/  the same model with only vocab.json + merges.txt for the tokenizer
+- tiny_roberta_bin/     the same encoder as a `pytorch_model.bin` without the `roberta.` prefix
 - tiny_roberta_reference.safetensors  inputs, last hidden states and logits of the tiny RoBERTa
 - roberta_tokenizer_cases.json  texts/pairs and the ids RobertaTokenizerFast produces
 - golden_steps/roberta_*.safetensors + roberta_golden_steps.json  5 reference steps of the tiny
@@ -422,6 +423,12 @@ def roberta_fixtures():
         json.dump(roberta_tokenizer_cases(tok), f, indent=1, ensure_ascii=False)
     ref = roberta_reference(model, tok)
     save_file(ref, os.path.join(OUT, "tiny_roberta_reference.safetensors"))
+    # the encoder alone as a legacy pytorch_model.bin without the `roberta.` prefix
+    bin_dir = os.path.join(OUT, "tiny_roberta_bin")
+    os.makedirs(bin_dir, exist_ok=True)
+    torch.save(model.roberta.state_dict(), os.path.join(bin_dir, "pytorch_model.bin"))
+    with open(os.path.join(tiny_dir, "config.json")) as f, open(os.path.join(bin_dir, "config.json"), "w") as g:
+        g.write(f.read())
     roberta_golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
 
 

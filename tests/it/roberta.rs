@@ -339,3 +339,23 @@ fn roberta_base_grid_runs_from_the_hub_cache() {
     let cfg = std::fs::read_to_string(rec.join("config.json")).unwrap();
     assert!(cfg.contains("\"model\": \"roberta-base\""), "{cfg}");
 }
+
+/// A legacy `pytorch_model.bin` of the bare encoder (no `roberta.` prefix) loads to the same model.
+#[test]
+fn unprefixed_roberta_bin_loads_and_matches() {
+    let dev = Backend::Ndarray.device().unwrap();
+    let ckpt = Checkpoint::open(&fixtures().join("tiny_roberta_bin")).unwrap();
+    assert!(ckpt.weights.ends_with("pytorch_model.bin"));
+    let (enc, _) = ckpt.load(&dev).unwrap();
+    let r = Tensors::open(fixtures().join("tiny_roberta_reference.safetensors"));
+    let hidden = enc.forward(
+        tensor2(&r, "input_ids", &dev),
+        tensor2(&r, "token_type_ids", &dev),
+        tensor2(&r, "attention_mask", &dev).float(),
+    );
+    let d = max_abs_diff(
+        &hidden.into_data().try_into_vec_as::<f32>().unwrap(),
+        &r.f32("last_hidden_state"),
+    );
+    assert!(d <= TOL, "hidden states differ by {d}");
+}

@@ -3,18 +3,20 @@
 //! Data flows one way: grid → runs → store → report. Modules, one per noun:
 //! [`data`] (GLUE readers), [`tokenize`] (WordPiece), [`model`] (BERT in burn, HF loading),
 //! [`finetune`] (methods and training), [`metrics`], [`settings`] (every run setting, defined once), [`grid`] (TOML grids → runs), [`store`]
-//! (results on disk), [`runner`] (grid × store → trained runs), [`inspect`] (parameter
+//! (results on disk), [`delta`] (a run's trained tensors as a file), [`runner`] (grid × store → trained runs), [`inspect`] (parameter
 //! accounting), [`hub`] (where models and data come from), [`backend`] (compute backends).
 
 pub mod backend;
 pub mod bench;
 pub mod data;
+pub mod delta;
 pub mod finetune;
 pub mod grid;
 pub mod hub;
 pub mod inspect;
 pub mod metrics;
 pub mod model;
+pub mod predict;
 pub mod report;
 pub mod runner;
 pub mod settings;

@@ -99,6 +99,57 @@ enum Cmd {
         #[arg(long)]
         exclude_degenerate: bool,
     },
+    /// Copy a finished run's trained tensors (kept with `save_trained = true`) to a delta file:
+    /// safetensors with the base model's digest, task, labels, method and max length.
+    Export {
+        /// a run folder (results/GRID/runs/ID) or a run id
+        run: String,
+        /// stores to search for a run id (default: every folder under results/)
+        #[arg(long = "results")]
+        results: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Apply a delta to its base model and score a dev split (the run's score, exactly), or
+    /// predict a test split as JSON lines.
+    Eval {
+        #[arg(long)]
+        delta: PathBuf,
+        /// the delta's task by default
+        #[arg(long)]
+        task: Option<String>,
+        /// dev or test
+        #[arg(long, default_value = "dev")]
+        split: String,
+        /// score only the first N dev examples (as a run's `eval_size`)
+        #[arg(long)]
+        eval_size: Option<usize>,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Serve many tasks from one base model: JSON lines {"task", "text", "text_pair"} on stdin
+    /// (or --input) → {"task", "label", "score"} lines; only the deltas switch between tasks.
+    Predict {
+        /// one delta per task
+        #[arg(long = "delta", required = true)]
+        deltas: Vec<PathBuf>,
+        /// read requests from this file instead of stdin
+        #[arg(long)]
+        input: Option<PathBuf>,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Write the GLUE leaderboard's submission (one TSV per task + submission.zip) from a folder
+    /// of deltas; tasks without one are listed in MISSING.txt, not faked.
+    Submit {
+        /// a folder of delta files (*.safetensors), one per task
+        #[arg(long)]
+        deltas: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
     /// Tokenise a sentence (or a pair) with a model's tokenizer and print the ids.
     Tokenize {
         model: String,
@@ -408,10 +459,14 @@ fn train(a: TrainArgs) -> Result<()> {
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
             .expect("valid template"),
     );
-    let result = finetune::train(&cfg, None, |ev| match ev {
+    if cfg.save_trained && a.out.is_none() {
+        anyhow::bail!("--save-trained: give --out FILE (the delta is written beside it)");
+    }
+    let trained = finetune::train(&cfg, None, |ev| match ev {
         finetune::train::Event::Note(note) => bar.suspend(|| eprintln!("note: {note}")),
         ev => bitfit_repro::runner::show_step(&bar, &ev),
     })?;
+    let result = trained.result;
     bar.finish_and_clear();
     println!(
         "{task} {} lr {:e} seed {}: {} train examples, trainable {} of {} ({:.4}%), {:.1} train examples/s",
@@ -457,12 +512,97 @@ fn train(a: TrainArgs) -> Result<()> {
         if result.diverged { " (DIVERGED)" } else { "" }
     );
     if let Some(out) = a.out {
-        let tmp = out.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&result)?)?;
-        std::fs::rename(&tmp, &out)?;
+        bitfit_repro::store::write_atomic(&out, &serde_json::to_vec_pretty(&result)?)?;
         println!("run record written to {}", out.display());
+        if let Some(tensors) = trained.tensors {
+            let base = hub::resolve_model(&cfg.model.to_string_lossy())?;
+            let digest = bitfit_repro::store::Digests::default().model(&base)?;
+            let delta = bitfit_repro::delta::Delta {
+                meta: bitfit_repro::delta::DeltaMeta::of_run(&cfg, &digest, ""),
+                tensors,
+            };
+            let path = out.with_extension("delta.safetensors");
+            delta.save(&path)?;
+            println!(
+                "trained tensors ({} scalars) written to {}",
+                delta.scalars(),
+                path.display()
+            );
+        }
     }
     Ok(())
+}
+
+/// `repro export`: a finished run's delta, found by run folder or run id.
+fn export(run: &str, results: &[PathBuf], out: &std::path::Path) -> Result<()> {
+    use bitfit_repro::delta::{DELTA_FILE, Delta};
+    let dir = {
+        let p = PathBuf::from(run);
+        if p.is_dir() {
+            p
+        } else {
+            let roots: Vec<PathBuf> = if results.is_empty() {
+                std::fs::read_dir("results")
+                    .map(|d| d.flatten().map(|e| e.path()).collect())
+                    .unwrap_or_default()
+            } else {
+                results.to_vec()
+            };
+            roots
+                .iter()
+                .map(|r| r.join("runs").join(run))
+                .find(|d| d.is_dir())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "run `{run}` is neither a run folder nor a run id in {}",
+                        roots
+                            .iter()
+                            .map(|r| r.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?
+        }
+    };
+    let file = dir.join(DELTA_FILE);
+    if !file.is_file() {
+        anyhow::bail!(
+            "{}: the run kept no trained tensors; rerun it with `save_trained = true` (a grid setting) \
+             or `repro train --save-trained --out FILE`",
+            dir.display()
+        );
+    }
+    let delta = Delta::load(&file)?;
+    delta.save(out)?;
+    println!(
+        "{} ({} {}): {} tensors, {} scalars, {} bytes → {}",
+        dir.display(),
+        delta.meta.task,
+        delta.meta.method,
+        delta.tensors.len(),
+        delta.scalars(),
+        std::fs::metadata(out)?.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// the base model the deltas were trained on (folder or hub id)
+    #[arg(long, default_value = hub::DEFAULT_MODEL)]
+    model: String,
+    /// GLUE folder (TSV or nyu-mll/glue parquet layout) or hf:nyu-mll/glue
+    #[arg(long, default_value = hub::DEFAULT_DATA)]
+    data: String,
+    /// ndarray, flex, tch, tch-cuda
+    #[arg(long, default_value = "ndarray")]
+    backend: Backend,
+}
+
+fn predictor(a: &ServeArgs, deltas: &[PathBuf]) -> Result<bitfit_repro::predict::Predictor> {
+    let base = hub::resolve_model(&a.model)?;
+    bitfit_repro::predict::Predictor::new(&base, deltas, &a.backend.device()?)
 }
 
 fn main() -> ExitCode {
@@ -587,6 +727,101 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Train(a) => train(a)?,
+        Cmd::Export { run, results, out } => export(&run, &results, &out)?,
+        Cmd::Eval {
+            delta,
+            task,
+            split,
+            eval_size,
+            serve,
+        } => {
+            let meta = bitfit_repro::delta::Delta::load(&delta)?.meta;
+            let task: data::Task = match task {
+                Some(t) => t.parse()?,
+                None => meta.task,
+            };
+            let mut p = predictor(&serve, std::slice::from_ref(&delta))?;
+            let glue = data::Glue::new(hub::resolve_data(&serve.data)?);
+            match split.as_str() {
+                "dev" => {
+                    let mut out = serde_json::Map::new();
+                    for &sp in task.dev_splits() {
+                        let mut ex = glue.load(task, sp)?;
+                        if let Some(n) = eval_size {
+                            ex.truncate(n);
+                        }
+                        out.insert(sp.to_string(), serde_json::to_value(p.score(task, &ex)?)?);
+                    }
+                    println!("{}", serde_json::Value::Object(out));
+                }
+                "test" => {
+                    let ex = glue.load(task, data::Split::Test)?;
+                    for (i, pr) in p.predict(task, &ex)?.iter().enumerate() {
+                        println!(
+                            "{}",
+                            serde_json::json!({"index": i, "label": pr.label, "score": pr.score})
+                        );
+                    }
+                }
+                s => anyhow::bail!("--split {s}: dev or test"),
+            }
+        }
+        Cmd::Predict {
+            deltas,
+            input,
+            serve,
+        } => {
+            let mut p = predictor(&serve, &deltas)?;
+            let t0 = std::time::Instant::now();
+            let stdout = std::io::stdout().lock();
+            let stderr = std::io::stderr().lock();
+            let (ok, bad) = match input {
+                Some(f) => {
+                    let r = std::fs::File::open(&f)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                    bitfit_repro::predict::predict_lines(
+                        &mut p,
+                        std::io::BufReader::new(r),
+                        stdout,
+                        stderr,
+                    )?
+                }
+                None => bitfit_repro::predict::predict_lines(
+                    &mut p,
+                    std::io::stdin().lock(),
+                    stdout,
+                    stderr,
+                )?,
+            };
+            let secs = t0.elapsed().as_secs_f64();
+            eprintln!(
+                "{ok} lines predicted, {bad} in error, in {secs:.1} s ({:.1} lines/s after loading); peak RSS {:.0} MiB",
+                ok as f64 / secs.max(1e-9),
+                bitfit_repro::bench::peak_rss_mib()
+            );
+        }
+        Cmd::Submit { deltas, out, serve } => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&deltas)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", deltas.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                anyhow::bail!("{}: no *.safetensors delta files", deltas.display());
+            }
+            let mut p = predictor(&serve, &files)?;
+            let sub =
+                bitfit_repro::predict::submit(&mut p, &hub::resolve_data(&serve.data)?, &out)?;
+            for (f, n) in &sub.written {
+                println!("{f}: {n} rows");
+            }
+            for (f, why) in &sub.missing {
+                println!("{f}: not written ({why})");
+            }
+            println!("submission: {}", sub.zip.display());
+        }
         Cmd::Report {
             results,
             out,

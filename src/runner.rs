@@ -379,6 +379,7 @@ fn claim(
     run: &PlannedRun,
     opts: &RunOptions,
     estimator: Option<&mut Estimator>,
+    started_any: bool,
 ) -> Result<std::result::Result<RunLock, Skip>> {
     let state = store.state(&run.id);
     if finished(&state, opts.retry_failed) {
@@ -388,10 +389,15 @@ fn claim(
         return Ok(Err(Skip::Locked));
     }
     if let (Some(deadline), Some(est)) = (opts.deadline, estimator) {
-        // 10% margin on the store's estimate; a run with no estimate yet is started
-        let need = est.seconds(&run.cell.config).map_or(0.0, |t| 1.1 * t);
+        // 10% margin on the store's estimate. A run with no estimate yet is started while time
+        // is left, and always when this worker has started nothing yet (however short the
+        // limit, the first run teaches the store what runs cost).
         let left = deadline.saturating_sub(unix_now()) as f64;
-        if need > left || left <= 0.0 {
+        let skip = match est.seconds(&run.cell.config) {
+            Some(t) => 1.1 * t > left,
+            None => left <= 0.0 && started_any,
+        };
+        if skip {
             return Ok(Err(Skip::NoTime));
         }
     }
@@ -460,7 +466,7 @@ fn train_locked(
     lock: &RunLock,
     bar: &indicatif::ProgressBar,
     multi: &indicatif::MultiProgress,
-) -> Result<(Result<crate::finetune::RunResult>, String)> {
+) -> Result<(Result<crate::finetune::train::Trained>, String)> {
     let mut log = format!("run {} ({desc})\n", run.id);
     let mut epoch_err = None;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -524,7 +530,8 @@ pub fn execute(
     let mut estimator = opts.deadline.map(|_| Estimator::new(store));
     for (n, (_, run)) in mine.iter().enumerate() {
         overall.set_position(n as u64);
-        let lock = match claim(store, run, opts, estimator.as_mut())? {
+        let started_any = s.trained + s.diverged + s.failed > 0;
+        let lock = match claim(store, run, opts, estimator.as_mut(), started_any)? {
             Ok(lock) => lock,
             Err(Skip::Done) => {
                 s.skipped_done += 1;
@@ -556,7 +563,19 @@ pub fn execute(
         let secs = t0.elapsed().as_secs_f64();
         let counter = format!("[{}/{}]", n + 1, mine.len());
         match outcome {
-            Ok(result) => {
+            Ok(trained) => {
+                let result = trained.result;
+                if let Some(tensors) = trained.tensors {
+                    let delta = crate::delta::Delta {
+                        meta: crate::delta::DeltaMeta::of_run(
+                            &run.cell.config,
+                            &run.model_digest,
+                            &run.id,
+                        ),
+                        tensors,
+                    };
+                    delta.save(&store.run_dir(&run.id).join(crate::delta::DELTA_FILE))?;
+                }
                 store.write_log(&run.id, &log)?;
                 store.finish(&lock, started, &result)?;
                 if let Some(est) = estimator.as_mut() {

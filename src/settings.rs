@@ -257,6 +257,16 @@ pub const SETTINGS: &[Setting] = &[
         show: |c| c.pad_to_max_length.to_string(),
     },
     Setting {
+        key: "save_trained",
+        doc: "true/false: keep the trained tensors as delta.safetensors beside the run's record (repro export/eval/predict/submit)",
+        required_in_grid: false,
+        apply: |c, v| {
+            c.save_trained = boolean(v)?;
+            Ok(())
+        },
+        show: |c| c.save_trained.to_string(),
+    },
+    Setting {
         key: "warmup_ratio",
         doc: "a fraction; 0 = constant learning rate",
         required_in_grid: false,

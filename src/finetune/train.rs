@@ -85,6 +85,10 @@ pub struct TrainConfig {
     /// config when unset, so the ids of runs without it do not change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_steps: Option<usize>,
+    /// keep the trained tensors as a delta file beside the run's record (`delta.safetensors`);
+    /// left out of the stored config when false, so the ids of runs without it do not change
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub save_trained: bool,
 }
 
 /// The reference code's settings (`run_glue.py`), for SST-2 with BitFit at lr 1e-3 on the
@@ -133,6 +137,7 @@ impl TrainConfig {
             pad_to_max_length: false,
             eval_size: None,
             min_steps: None,
+            save_trained: false,
         }
     }
 }
@@ -595,13 +600,20 @@ fn build_model(
     Ok(head.init(bert, &ckpt.config, dev))
 }
 
+/// What a run leaves: its record, and its trained tensors when `save_trained` asks for them (HF
+/// names and layout: the body of a [`crate::delta::Delta`]).
+pub struct Trained {
+    pub result: RunResult,
+    pub tensors: Option<Vec<crate::model::NamedTensor>>,
+}
+
 /// Run one fine-tuning job from its configuration, reporting progress to `on_event`. Tokenised
 /// splits go through `cache` when one is given.
 pub fn train(
     cfg: &TrainConfig,
     cache: Option<&TokenCache>,
     mut on_event: impl FnMut(Event),
-) -> Result<RunResult> {
+) -> Result<Trained> {
     let started = Instant::now();
     let task = cfg.task;
     // the config names model and data as the grid does (a folder or a hub id): resolve here, so
@@ -670,7 +682,10 @@ pub fn train(
     let headline = task.metrics()[0].to_string();
     let best_epoch = RunResult::headline_best_epoch(&epochs, &headline);
     let after = bias_vectors(trainer.model());
-    Ok(RunResult {
+    let tensors = cfg
+        .save_trained
+        .then(|| trainer.model().hf_task_tensors(|_, trained| trained));
+    let result = RunResult {
         config: cfg.clone(),
         epochs,
         best_epoch,
@@ -685,5 +700,6 @@ pub fn train(
             / train_time.max(1e-9),
         bias_changes: bias_changes(&before, &after),
         diverged,
-    })
+    };
+    Ok(Trained { result, tensors })
 }

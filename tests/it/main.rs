@@ -1,6 +1,7 @@
 //! Integration tests: one binary (linking burn + polars once), one module per library noun.
 mod common;
 mod data;
+mod delta;
 mod e2e;
 mod finetune;
 mod grid;

@@ -20,5 +20,6 @@ pub mod predict;
 pub mod report;
 pub mod runner;
 pub mod settings;
+pub mod slurm;
 pub mod store;
 pub mod tokenize;

@@ -150,6 +150,9 @@ enum Cmd {
         #[command(flatten)]
         serve: ServeArgs,
     },
+    /// Run a grid on a Slurm cluster: write (and with --submit, sbatch) a job array whose tasks
+    /// each train one shard of the pending runs against the grid's shared store.
+    Slurm(SlurmArgs),
     /// Tokenise a sentence (or a pair) with a model's tokenizer and print the ids.
     Tokenize {
         model: String,
@@ -281,6 +284,10 @@ struct RunArgs {
     /// the same limit as an absolute moment (seconds since the Unix epoch; used by workers)
     #[arg(long, hide = true)]
     deadline: Option<u64>,
+    /// a shard plan written by `repro slurm` (run id → shard); with --shard i/n this worker
+    /// trains the runs the plan gives shard i
+    #[arg(long, value_name = "FILE")]
+    shard_plan: Option<PathBuf>,
     /// no progress output (used by worker processes)
     #[arg(long, hide = true)]
     quiet: bool,
@@ -321,6 +328,9 @@ fn run_grid(a: RunArgs) -> Result<()> {
         if let Some(s) = &a.shard {
             args.push(format!("--shard={s}"));
         }
+        if let Some(p) = &a.shard_plan {
+            args.push(format!("--shard-plan={}", p.display()));
+        }
         if a.retry_failed {
             args.push("--retry-failed".into());
         }
@@ -335,6 +345,11 @@ fn run_grid(a: RunArgs) -> Result<()> {
         shard,
         quiet: a.quiet,
         deadline,
+        shard_plan: a
+            .shard_plan
+            .as_deref()
+            .map(bitfit_repro::slurm::ShardPlan::load)
+            .transpose()?,
     };
     let s = runner::execute(&grid, &runs, &store, &opts)?;
     runner::wait_workers(children)?;
@@ -350,12 +365,11 @@ fn run_grid(a: RunArgs) -> Result<()> {
             store.root.display()
         );
         if deadline.is_some() {
-            let mine: Vec<runner::PlannedRun> = runs
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| runner::in_shard(*i, shard))
-                .map(|(_, r)| r.clone())
-                .collect();
+            let mine: Vec<runner::PlannedRun> =
+                runner::mine(&runs, shard, opts.shard_plan.as_ref())
+                    .into_iter()
+                    .map(|(_, r)| r.clone())
+                    .collect();
             let (left, est) = runner::remaining(&mine, &store, a.retry_failed);
             println!(
                 "time limit: {} done, {left} left (estimated {}), {} not started for lack of time",
@@ -529,6 +543,146 @@ fn train(a: TrainArgs) -> Result<()> {
                 path.display()
             );
         }
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct SlurmArgs {
+    /// the grid file (experiments/*.toml)
+    grid: PathBuf,
+    /// override a setting: key=value (TOML value; a list becomes an axis)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    #[arg(long)]
+    partition: Option<String>,
+    /// each task's wall-time limit (Slurm format: 90, 2:00:00, 1-12:00:00); tasks stop starting
+    /// runs 5 minutes before it (repro run --time-limit)
+    #[arg(long)]
+    time: Option<String>,
+    #[arg(long)]
+    gpus_per_task: Option<usize>,
+    #[arg(long)]
+    cpus_per_task: Option<usize>,
+    /// memory per task (Slurm format, e.g. 16G)
+    #[arg(long)]
+    mem: Option<String>,
+    /// at most this many array tasks at once
+    #[arg(long)]
+    array_parallelism: Option<usize>,
+    /// array tasks (default: the pending runs, at most 16)
+    #[arg(long)]
+    tasks: Option<usize>,
+    /// an extra #SBATCH line, passed through (repeatable), e.g. --sbatch-arg=--account=nlp
+    #[arg(long = "sbatch-arg", value_name = "LINE")]
+    sbatch_args: Vec<String>,
+    /// let Slurm requeue preempted tasks (a requeued task resumes its shard)
+    #[arg(long)]
+    requeue: bool,
+    /// resubmit only the runs that failed
+    #[arg(long)]
+    retry_failed: bool,
+    /// call sbatch and print the job id (default: write the script only)
+    #[arg(long)]
+    submit: bool,
+}
+
+fn slurm(a: SlurmArgs) -> Result<()> {
+    use bitfit_repro::slurm::{self as sl, ShardPlan};
+    let time_limit = a.time.as_deref().map(sl::parse_slurm_time).transpose()?;
+    if a.tasks == Some(0) {
+        anyhow::bail!("--tasks 0: give at least one array task");
+    }
+    let grid = load_grid(&a.grid, &a.set)?;
+    let runs = bitfit_repro::runner::plan(&grid)?;
+    let store = bitfit_repro::store::Store::open(&grid.store)?;
+    let pending = sl::pending(&runs, &store, a.retry_failed);
+    if pending.is_empty() {
+        anyhow::bail!(
+            "grid {}: {} ({} runs planned); nothing to submit",
+            grid.name,
+            if a.retry_failed {
+                "no failed run to resubmit"
+            } else {
+                "no run left to train"
+            },
+            runs.len()
+        );
+    }
+    let tasks = a.tasks.unwrap_or(pending.len().min(16)).min(pending.len());
+    let store_dir = std::path::absolute(&grid.store)?;
+    if store_dir.starts_with("/tmp") {
+        eprintln!(
+            "warning: store {} is under /tmp, which other nodes do not see; put it on a shared file system with working flock (--set store=DIR)",
+            store_dir.display()
+        );
+    }
+    if let Some(p) = &a.partition {
+        sl::check_partition(p)?;
+    }
+    let stamp = bitfit_repro::runner::unix_now();
+    let dir = store_dir.join("slurm");
+    std::fs::create_dir_all(&dir)?;
+    let plan = ShardPlan::balanced(&pending, tasks, &store);
+    let plan_file = dir.join(format!("{stamp}.plan.json"));
+    plan.save(&plan_file)?;
+    let exe = std::env::current_exe()?;
+    let mut argv = vec![
+        exe.display().to_string(),
+        "run".into(),
+        std::path::absolute(&a.grid)?.display().to_string(),
+    ];
+    argv.extend(a.set.iter().map(|s| format!("--set={s}")));
+    argv.push(format!("--set=store={}", store_dir.display()));
+    argv.push(format!("--shard-plan={}", plan_file.display()));
+    if let Some(t) = time_limit {
+        argv.push(format!("--time-limit={}", t.saturating_sub(300).max(60)));
+    }
+    if a.retry_failed {
+        argv.push("--retry-failed".into());
+    }
+    let res = sl::Resources {
+        partition: a.partition.clone(),
+        time: a.time.clone(),
+        gpus_per_task: a.gpus_per_task,
+        cpus_per_task: a.cpus_per_task,
+        mem: a.mem.clone(),
+        array_parallelism: a.array_parallelism,
+        requeue: a.requeue,
+        sbatch_args: a.sbatch_args.clone(),
+    };
+    let text = sl::script(
+        &grid.name,
+        tasks,
+        &res,
+        &std::env::current_dir()?,
+        &argv,
+        &dir,
+    );
+    let script = dir.join(format!("{stamp}.sbatch"));
+    bitfit_repro::store::write_atomic(&script, text.as_bytes())?;
+    let est: Vec<String> = plan
+        .estimated_seconds
+        .iter()
+        .map(|s| {
+            if *s > 0.0 {
+                bitfit_repro::runner::human_seconds(*s)
+            } else {
+                "?".into()
+            }
+        })
+        .collect();
+    println!(
+        "grid {}: {} runs in {tasks} array tasks (estimated per task: {}); script {}",
+        grid.name,
+        pending.len(),
+        est.join(", "),
+        script.display()
+    );
+    if a.submit {
+        let id = sl::submit(&script)?;
+        bitfit_repro::store::write_atomic(&dir.join(format!("{stamp}.job")), id.as_bytes())?;
+        println!("submitted job {id}; logs in {}/{id}_*.log", dir.display());
     }
     Ok(())
 }
@@ -727,6 +881,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Train(a) => train(a)?,
+        Cmd::Slurm(a) => slurm(a)?,
         Cmd::Export { run, results, out } => export(&run, &results, &out)?,
         Cmd::Eval {
             delta,

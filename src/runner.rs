@@ -104,6 +104,23 @@ pub fn in_shard(index: usize, shard: Option<(usize, usize)>) -> bool {
     shard.is_none_or(|(i, n)| index % n == i)
 }
 
+/// This worker's runs: its shard of `runs`, by the shard plan when there is one (a Slurm job
+/// array's, fixed at submission; runs outside the plan belong to no shard), else round robin.
+pub fn mine<'a>(
+    runs: &'a [PlannedRun],
+    shard: Option<(usize, usize)>,
+    plan: Option<&crate::slurm::ShardPlan>,
+) -> Vec<(usize, &'a PlannedRun)> {
+    runs.iter()
+        .enumerate()
+        .filter(|(i, r)| match (plan, shard) {
+            (Some(p), Some((s, _))) => p.runs.get(&r.id) == Some(&s),
+            (Some(p), None) => p.runs.contains_key(&r.id),
+            (None, _) => in_shard(*i, shard),
+        })
+        .collect()
+}
+
 /// Parse `i/n` (0-based i).
 pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
     let err = || anyhow::anyhow!("--shard {s}: expected i/n with 0 <= i < n, e.g. --shard 0/4");
@@ -167,6 +184,39 @@ pub fn print_status(
     }
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!("{}", summary.join(", "));
+    if let Some((file, plan)) = crate::slurm::ShardPlan::latest(store) {
+        println!("by shard ({}):", file.display());
+        for shard in 0..plan.shards {
+            let ids: Vec<&String> = plan
+                .runs
+                .iter()
+                .filter(|(_, s)| **s == shard)
+                .map(|(id, _)| id)
+                .collect();
+            let mut c: BTreeMap<&'static str, usize> = BTreeMap::new();
+            for id in &ids {
+                *c.entry(store.state(id).label()).or_default() += 1;
+            }
+            let parts: Vec<String> = c.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            println!("  shard {shard}: {} runs: {}", ids.len(), parts.join(", "));
+        }
+    }
+    for r in runs {
+        if let RunState::Failed(e) = store.state(&r.id) {
+            println!(
+                "failed {} ({}): {}",
+                r.id,
+                describe(r, &keys),
+                e.lines().next().unwrap_or("")
+            );
+            let log =
+                std::fs::read_to_string(store.run_dir(&r.id).join("log.txt")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            for l in &lines[lines.len().saturating_sub(3)..] {
+                println!("    | {l}");
+            }
+        }
+    }
     counts
 }
 
@@ -178,6 +228,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// start no run that cannot finish before this moment (seconds since the Unix epoch)
     pub deadline: Option<u64>,
+    /// the shard assignment of a Slurm job array (see [`crate::slurm`])
+    pub shard_plan: Option<crate::slurm::ShardPlan>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -516,11 +568,7 @@ pub fn execute(
     if !tty {
         multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mine: Vec<(usize, &PlannedRun)> = runs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| in_shard(*i, opts.shard))
-        .collect();
+    let mine = mine(runs, opts.shard, opts.shard_plan.as_ref());
     let overall = multi.add(indicatif::ProgressBar::new(mine.len() as u64));
     overall.set_style(
         indicatif::ProgressStyle::with_template("runs [{bar:30}] {pos}/{len} {msg}")

@@ -11,4 +11,5 @@ mod model;
 mod report;
 mod roberta;
 mod settings;
+mod slurm;
 mod tokenizer;

@@ -31,7 +31,10 @@ Everything it writes lands under tests/fixtures/ and is committed:
 - golden_steps/roberta_*.safetensors + roberta_golden_steps.json  5 reference steps of the tiny
                         RoBERTa for full_ft and bitfit
 
-`--only roberta` writes the RoBERTa fixtures alone (the BERT ones stay as committed).
+- golden_steps/peft_*.safetensors + peft_golden_steps.json  5 reference steps of LoRA (the peft
+                        package) and Houlsby adapters (a reference module here) on the tiny BERT
+
+`--only roberta` / `--only peft` writes those fixtures alone (the others stay as committed).
 """
 import argparse
 import json
@@ -432,6 +435,112 @@ def roberta_fixtures():
     roberta_golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
 
 
+# ---------------------------------------------------------------- LoRA (peft) and Houlsby adapters
+
+def golden_batch(seed=99):
+    g = torch.Generator().manual_seed(seed)
+    B, L = 4, 10
+    lens = [10, 8, 5, 9]
+    ids = torch.zeros(B, L, dtype=torch.long)
+    mask = torch.zeros(B, L, dtype=torch.long)
+    tt = torch.zeros(B, L, dtype=torch.long)
+    for i, n in enumerate(lens):
+        ids[i, :n] = torch.randint(1, TINY["vocab_size"], (n,), generator=g)
+        mask[i, :n] = 1
+        tt[i, n // 2 : n] = 1
+    return ids, tt, mask, torch.tensor([0, 2, 1, 2])
+
+
+def lora_name(peft_name):
+    """peft's `base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight`
+    → the harness's `bert.encoder.layer.0.attention.self.lora_query.a` (same [r, in] layout)."""
+    n = peft_name.replace("base_model.model.", "")
+    for proj in ("query", "key", "value"):
+        n = n.replace(f".{proj}.lora_A.default.weight", f".lora_{proj}.a")
+        n = n.replace(f".{proj}.lora_B.default.weight", f".lora_{proj}.b")
+    return n.replace("classifier.modules_to_save.default.", "classifier.")
+
+
+class HoulsbyAdapter(torch.nn.Module):
+    """Houlsby et al. (2019): h + up(gelu(down(h))), after a sublayer's output projection and its
+    dropout, before the residual LayerNorm; N(0, 0.01) weights, zero biases."""
+
+    def __init__(self, hidden, size):
+        super().__init__()
+        self.down = torch.nn.Linear(hidden, size)
+        self.up = torch.nn.Linear(size, hidden)
+        for lin in (self.down, self.up):
+            torch.nn.init.normal_(lin.weight, std=0.01)
+            torch.nn.init.zeros_(lin.bias)
+
+    def forward(self, h):
+        return h + self.up(torch.nn.functional.gelu(self.down(h)))
+
+
+def add_houlsby(model, size):
+    for layer in model.bert.encoder.layer:
+        for out in (layer.attention.output, layer.output):
+            out.adapter = HoulsbyAdapter(model.config.hidden_size, size)
+
+            def forward(hidden_states, input_tensor, out=out):
+                h = out.adapter(out.dropout(out.dense(hidden_states)))
+                return out.LayerNorm(h + input_tensor)
+
+            out.forward = forward
+
+
+def peft_golden_steps(tiny_dir, out_dir, steps=5):
+    """Five reference steps of LoRA (peft: r=4, alpha=8, query+value, no dropout, biases frozen)
+    and Houlsby adapters (size 8; adapters + the layers' LayerNorms train), on the tiny BERT with
+    the golden head; tensors saved under the harness's names."""
+    from peft import LoraConfig, get_peft_model
+
+    os.makedirs(out_dir, exist_ok=True)
+    ids, tt, mask, labels = golden_batch()
+    record = {"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "token_type_ids": tt.tolist(),
+              "labels": labels.tolist(), "steps": steps, "runs": {}}
+    for tag, lr in (("lora:r=4,alpha=8,targets=q+v", 1e-2), ("adapters:8", 1e-2)):
+        cfg = BertConfig.from_pretrained(tiny_dir, num_labels=3, hidden_dropout_prob=0.0,
+                                         attention_probs_dropout_prob=0.0)
+        model = BertForSequenceClassification.from_pretrained(tiny_dir, config=cfg, ignore_mismatched_sizes=True)
+        with torch.no_grad():
+            torch.manual_seed(5)
+            model.classifier.weight.normal_(0.0, 0.02)
+            model.classifier.bias.zero_()
+        torch.manual_seed(11)
+        if tag.startswith("lora"):
+            model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.0,
+                                                     target_modules=["query", "value"], bias="none"))
+            named = {lora_name(n): p for n, p in model.named_parameters() if p.requires_grad}
+        else:
+            add_houlsby(model, 8)
+            named = {}
+            for n, p in model.named_parameters():
+                p.requires_grad = (".adapter." in n or n.startswith("classifier.")
+                                   or (n.startswith("bert.encoder.") and "LayerNorm" in n))
+                if p.requires_grad:
+                    named[n] = p
+        init = {"init." + n: p.detach().clone().contiguous() for n, p in named.items()}
+        model.train()  # dropout probabilities are 0
+        opt = ReferenceAdamW(list(named.values()), lr=lr)
+        losses, norms = [], []
+        for _ in range(steps):
+            model.zero_grad()
+            out = model(input_ids=ids, attention_mask=mask, token_type_ids=tt, labels=labels)
+            out.loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(list(named.values()), 1.0)
+            opt.step()
+            losses.append(out.loss.item())
+            norms.append(norm.item())
+        final = {n: p.detach().clone().contiguous() for n, p in named.items()}
+        fname = "peft_" + tag.split(":")[0] + ".safetensors"
+        save_file({**init, **final}, os.path.join(out_dir, fname))
+        record["runs"][tag] = {"method": tag, "num_labels": 3, "lr": lr, "losses": losses, "grad_norms": norms,
+                               "trainable": sorted(named), "file": fname}
+    with open(os.path.join(out_dir, "peft_golden_steps.json"), "w") as f:
+        json.dump(record, f, indent=1)
+
+
 # ---------------------------------------------------------------- metrics
 
 
@@ -465,10 +574,14 @@ def metrics_fixture(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minilm", help="all-MiniLM-L6-v2 model folder (scripts/fetch_minilm.sh)")
-    ap.add_argument("--only", choices=["roberta"], help="write only these fixtures")
+    ap.add_argument("--only", choices=["roberta", "peft"], help="write only these fixtures")
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
+    if args.only == "peft":
+        peft_golden_steps(os.path.join(OUT, "tiny_bert"), os.path.join(OUT, "golden_steps"))
+        print("LoRA/adapter fixtures written to", os.path.abspath(OUT))
+        return
     if args.only == "roberta":
         roberta_fixtures()
         print("RoBERTa fixtures written to", os.path.abspath(OUT))
@@ -502,6 +615,7 @@ def main():
 
     golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
     roberta_fixtures()
+    peft_golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
     metrics_fixture(os.path.join(OUT, "metrics.json"))
     print("fixtures written to", os.path.abspath(OUT))
 

@@ -56,7 +56,7 @@ done
 
 status=$("$repro" status experiments/smoke.toml --set "store=$store")
 echo "$status"
-echo "$status" | grep -q '^8 done$' || fail "the store does not hold the 8 cells done"
+grep -q '^8 done$' <<<"$status" || fail "the store does not hold the 8 cells done"
 n=$(ls "$store/runs" | wc -l)
 [ "$n" = 8 ] || fail "$n run folders, expected 8"
 for d in "$store"/runs/*/; do

@@ -54,7 +54,8 @@ pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged || /usr/sbin/
 pgrep -x slurmctld >/dev/null || slurmctld -c
 pgrep -x slurmd >/dev/null || slurmd
 for _ in $(seq 1 30); do
-    if sinfo -h -o '%T' 2>/dev/null | grep -q -E 'idle|mixed|alloc'; then
+    state=$(sinfo -h -o '%T' 2>/dev/null || true)
+    if grep -q -E 'idle|mixed|alloc' <<<"$state"; then
         echo "slurm_up: node $host up ($cpus CPUs), partition ci"
         exit 0
     fi

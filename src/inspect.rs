@@ -6,11 +6,14 @@ use std::fmt::Write;
 use crate::finetune::{Method, encoder_param_shapes, trainable_encoder_scalars};
 use crate::model::{BertConfig, BiasKind};
 
-/// Methods whose share `repro inspect` lists: the paper's ([`crate::finetune::method::PAPER_METHODS`]).
+/// Methods whose share `repro inspect` lists: the paper's
+/// ([`crate::finetune::method::PAPER_METHODS`]), then the baselines it only quoted.
 pub fn listed_methods() -> Vec<Method> {
     crate::finetune::method::PAPER_METHODS
         .iter()
-        .map(|m| Method::parse(m.spelling).expect("the paper's methods parse"))
+        .map(|m| m.spelling)
+        .chain(crate::finetune::method::BASELINE_METHODS.iter().copied())
+        .map(|m| Method::parse(m).expect("listed methods parse"))
         .collect()
 }
 
@@ -120,15 +123,22 @@ impl Inspection {
                 100.0 * *all as f64 / self.total as f64
             );
         }
+        let w = self
+            .methods
+            .iter()
+            .map(|m| m.0.len())
+            .max()
+            .unwrap_or(0)
+            .max(16);
         let _ = writeln!(
             s,
-            "\n{:<16} {:>14} {:>10}   (encoder scalars; the task head trains in every method)",
+            "\n{:<w$} {:>14} {:>10}   (encoder scalars; the task head trains in every method)",
             "method", "trainable", "share"
         );
         for (m, n, p) in &self.methods {
             let n = n.map(fmt_int).unwrap_or_else(|| "per draw".into());
             let p = p.map(|p| format!("{p:.4}%")).unwrap_or_default();
-            let _ = writeln!(s, "{:<16} {:>14} {:>10}", m, n, p);
+            let _ = writeln!(s, "{:<w$} {:>14} {:>10}", m, n, p);
         }
         if let Some(paper) = c.family().paper_rand_uniform_budget {
             let _ = writeln!(

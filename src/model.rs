@@ -21,6 +21,7 @@ use burn::tensor::activation::{softmax, tanh};
 use crate::tokenize::Batch;
 
 pub mod names;
+pub mod peft;
 
 pub use names::{BERT, Family, HeadLayout, Positions, ROBERTA, hf_name, stored_transposed};
 
@@ -346,6 +347,10 @@ pub struct BertSelfAttention {
     pub value: Linear,
     pub dropout: Dropout,
     pub num_heads: usize,
+    /// LoRA updates of the projections (the `lora` methods; None otherwise)
+    pub lora_query: Option<peft::Lora>,
+    pub lora_key: Option<peft::Lora>,
+    pub lora_value: Option<peft::Lora>,
 }
 
 #[derive(Module, Debug)]
@@ -353,6 +358,8 @@ pub struct BertSelfOutput {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    /// Houlsby adapter after the attention output (the `adapters` method; None otherwise)
+    pub adapter: Option<peft::Adapter>,
 }
 
 #[derive(Module, Debug)]
@@ -373,6 +380,8 @@ pub struct BertOutput {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    /// Houlsby adapter after the feed-forward output (the `adapters` method; None otherwise)
+    pub adapter: Option<peft::Adapter>,
 }
 
 #[derive(Module, Debug)]
@@ -427,11 +436,15 @@ impl BertModel {
                         value: linear(h, h, dev),
                         dropout: DropoutConfig::new(cfg.attention_probs_dropout_prob).init(),
                         num_heads: cfg.num_attention_heads,
+                        lora_query: None,
+                        lora_key: None,
+                        lora_value: None,
                     },
                     output: BertSelfOutput {
                         dense: linear(h, h, dev),
                         layer_norm: ln(cfg, dev),
                         dropout: hd.init(),
+                        adapter: None,
                     },
                 },
                 intermediate: BertIntermediate {
@@ -442,6 +455,7 @@ impl BertModel {
                     dense: linear(cfg.intermediate_size, h, dev),
                     layer_norm: ln(cfg, dev),
                     dropout: hd.init(),
+                    adapter: None,
                 },
             })
             .collect();
@@ -510,13 +524,15 @@ impl BertLayer {
         let a = &self.attention;
         let ctx = a.self_attn.forward(x.clone(), add_mask);
         let o = &a.output;
-        let x = o
-            .layer_norm
-            .forward(o.dropout.forward(o.dense.forward(ctx)) + x);
+        let h = peft::with_adapter(o.adapter.as_ref(), o.dropout.forward(o.dense.forward(ctx)));
+        let x = o.layer_norm.forward(h + x);
         let inter = self.intermediate.forward(x.clone());
         let o = &self.output;
-        o.layer_norm
-            .forward(o.dropout.forward(o.dense.forward(inter)) + x)
+        let h = peft::with_adapter(
+            o.adapter.as_ref(),
+            o.dropout.forward(o.dense.forward(inter)),
+        );
+        o.layer_norm.forward(h + x)
     }
 }
 
@@ -526,9 +542,17 @@ impl BertSelfAttention {
         let nh = self.num_heads;
         let hd = h / nh;
         let heads = |t: Tensor<3>| t.reshape([b, s, nh, hd]).swap_dims(1, 2); // [b, nh, s, hd]
-        let q = heads(self.query.forward(x.clone()));
-        let k = heads(self.key.forward(x.clone()));
-        let v = heads(self.value.forward(x));
+        let q = heads(peft::with_lora(
+            &self.query,
+            self.lora_query.as_ref(),
+            x.clone(),
+        ));
+        let k = heads(peft::with_lora(
+            &self.key,
+            self.lora_key.as_ref(),
+            x.clone(),
+        ));
+        let v = heads(peft::with_lora(&self.value, self.lora_value.as_ref(), x));
         let scores = q.matmul(k.transpose()) / (hd as f64).sqrt() + add_mask;
         let probs = self.dropout.forward(softmax(scores, 3));
         probs.matmul(v).swap_dims(1, 2).reshape([b, s, h])

@@ -81,6 +81,10 @@ pub const PAPER_METHODS: &[PaperMethod] = &[
     },
 ];
 
+/// The parameter-efficient baselines the paper only quoted (Table 1) and the one it did not,
+/// at their usual settings: listed by `repro inspect` after the paper's methods.
+pub const BASELINE_METHODS: &[&str] = &["lora", "lora+bitfit", "adapters:64"];
+
 /// The paper method spelled `spelling`, if it is one.
 pub fn paper_method(spelling: &str) -> Option<&'static PaperMethod> {
     PAPER_METHODS.iter().find(|m| m.spelling == spelling)
@@ -89,7 +93,8 @@ pub fn paper_method(spelling: &str) -> Option<&'static PaperMethod> {
 /// What the `method` setting takes (grid errors, `repro train --help`).
 pub const METHODS_DOC: &str = "full_ft, bitfit, b_q+b_m2, b_m2, b_q, frozen, rand_uniform, rand_row_col (the paper's); \
      any +-joined bias kinds (b_q b_k b_v b_m1 b_LN1 b_m2 b_m3 b_LN2); rand_uniform:N (budget); \
-     ref:query,intermediate (the reference code's --bias_terms keys)";
+     ref:query,intermediate (the reference code's --bias_terms keys); \
+     lora[:r=8,alpha=16,targets=q+v], lora+bitfit[:…] (LoRA, biases too); adapters[:64] (Houlsby)";
 
 /// A fine-tuning method.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -109,6 +114,87 @@ pub enum Method {
     RandUniform { budget: Option<usize> },
     /// random rows/columns of every encoder weight matrix, LayerNorm gains + classifier
     RandRowCol,
+    /// LoRA (Hu et al. 2021): rank-`r` updates scaled by alpha/r on the chosen attention
+    /// projections + classifier; with `bitfit`, every bias trains too (`lora+bitfit`)
+    Lora {
+        r: usize,
+        alpha: usize,
+        targets: Vec<LoraTarget>,
+        bitfit: bool,
+    },
+    /// Houlsby adapters of `size` bottleneck units after the attention output and the
+    /// feed-forward output of every layer + the layers' LayerNorms + classifier
+    Adapters { size: usize },
+}
+
+/// The attention projections LoRA can update.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LoraTarget {
+    Q,
+    K,
+    V,
+}
+
+impl LoraTarget {
+    fn name(self) -> &'static str {
+        match self {
+            LoraTarget::Q => "q",
+            LoraTarget::K => "k",
+            LoraTarget::V => "v",
+        }
+    }
+}
+
+/// `lora[+bitfit][:r=8,alpha=16,targets=q+v]`
+fn parse_lora(s: &str) -> Result<Method> {
+    let (head, opts) = s.split_once(':').unwrap_or((s, ""));
+    let bitfit = match head {
+        "lora" => false,
+        "lora+bitfit" => true,
+        _ => bail!("method `{s}`: expected lora or lora+bitfit"),
+    };
+    let (mut r, mut alpha, mut targets) = (8, 16, vec![LoraTarget::Q, LoraTarget::V]);
+    for kv in opts.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!(
+                "method `{s}`: `{kv}` is not key=value (e.g. lora:r=8,alpha=16,targets=q+v)"
+            )
+        })?;
+        let int = |v: &str| {
+            v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                anyhow::anyhow!("method `{s}`: {k} = `{v}` is not a positive integer")
+            })
+        };
+        match k {
+            "r" => r = int(v)?,
+            "alpha" => alpha = int(v)?,
+            "targets" => {
+                targets = v
+                    .split('+')
+                    .map(|t| match t {
+                        "q" => Ok(LoraTarget::Q),
+                        "k" => Ok(LoraTarget::K),
+                        "v" => Ok(LoraTarget::V),
+                        _ => Err(anyhow::anyhow!(
+                            "method `{s}`: LoRA target `{t}`; valid: q, k, v (joined by +)"
+                        )),
+                    })
+                    .collect::<Result<_>>()?;
+                targets.sort();
+                targets.dedup();
+            }
+            _ => bail!("method `{s}`: unknown LoRA option `{k}`; valid: r, alpha, targets"),
+        }
+    }
+    Ok(Method::Lora {
+        r,
+        alpha,
+        targets,
+        bitfit,
+    })
 }
 
 impl Method {
@@ -122,6 +208,17 @@ impl Method {
             "frozen" => Method::Frozen,
             "rand_uniform" => Method::RandUniform { budget: None },
             "rand_row_col" => Method::RandRowCol,
+            "adapters" => Method::Adapters { size: 64 },
+            _ if s.starts_with("adapters:") => {
+                let n = &s["adapters:".len()..];
+                let size = n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    anyhow::anyhow!("method `{s}`: bottleneck size `{n}` is not a positive integer (e.g. adapters:64)")
+                })?;
+                Method::Adapters { size }
+            }
+            _ if s == "lora" || s.starts_with("lora:") || s.starts_with("lora+bitfit") => {
+                parse_lora(s)?
+            }
             _ if s.starts_with("rand_uniform:") => {
                 let n = &s["rand_uniform:".len()..];
                 let n: usize = n.replace('_', "").parse().map_err(|_| {
@@ -185,6 +282,12 @@ impl Method {
             }
             // the reference spreads the budget over all of `model.bert` (embeddings, encoder, pooler)
             Method::RandUniform { .. } => true,
+            Method::Lora { bitfit, .. } => {
+                hf.contains(".lora_") || (*bitfit && hf.contains("bias"))
+            }
+            Method::Adapters { .. } => {
+                hf.contains(".adapter.") || (hf.starts_with("encoder.") && hf.contains("LayerNorm"))
+            }
             Method::RandRowCol => {
                 // encoder/pooler LayerNorm gains (unmasked) and weight matrices (masked)
                 hf.ends_with(".weight") && (hf.starts_with("encoder.") || hf.starts_with("pooler."))
@@ -211,6 +314,17 @@ impl fmt::Display for Method {
                 f.write_str(&names.join("+"))
             }
             Method::ReferenceBiasTerms(k) => write!(f, "ref:{}", k.join(",")),
+            Method::Lora {
+                r,
+                alpha,
+                targets,
+                bitfit,
+            } => {
+                let t: Vec<&str> = targets.iter().map(|t| t.name()).collect();
+                let head = if *bitfit { "lora+bitfit" } else { "lora" };
+                write!(f, "{head}:r={r},alpha={alpha},targets={}", t.join("+"))
+            }
+            Method::Adapters { size } => write!(f, "adapters:{size}"),
         }
     }
 }
@@ -260,6 +374,41 @@ pub fn apply_method(model: BertClassifier, method: &Method) -> BertClassifier {
     })
 }
 
+/// Insert the extra modules a method trains (LoRA's low-rank updates, Houlsby's adapters), drawn
+/// from the run seed; other methods leave the model as it is.
+pub fn add_modules(mut model: BertClassifier, method: &Method, seed: u64) -> BertClassifier {
+    use crate::model::peft::{Adapter, Lora, rng};
+    let dev = model.classifier.weight.val().device();
+    let mut rng = rng(seed);
+    match method {
+        Method::Lora {
+            r, alpha, targets, ..
+        } => {
+            for layer in &mut model.bert.encoder.layer {
+                let sa = &mut layer.attention.self_attn;
+                let [inp, out] = sa.query.weight.dims();
+                for t in targets {
+                    let l = Some(Lora::init(inp, out, *r, *alpha as f64, &mut rng, &dev));
+                    match t {
+                        LoraTarget::Q => sa.lora_query = l,
+                        LoraTarget::K => sa.lora_key = l,
+                        LoraTarget::V => sa.lora_value = l,
+                    }
+                }
+            }
+        }
+        Method::Adapters { size } => {
+            for layer in &mut model.bert.encoder.layer {
+                let h = layer.output.dense.weight.dims()[1];
+                layer.attention.output.adapter = Some(Adapter::init(h, *size, &mut rng, &dev));
+                layer.output.adapter = Some(Adapter::init(h, *size, &mut rng, &dev));
+            }
+        }
+        _ => {}
+    }
+    model
+}
+
 /// The gradient masks of `method` over a classifier's parameters (after [`apply_method`]),
 /// drawn from the run seed: rand_uniform's budget defaults to the encoder's all-bias count.
 /// Empty for methods without masks.
@@ -302,9 +451,21 @@ pub fn trainable_encoder_scalars(method: &Method, cfg: &BertConfig) -> Option<us
         ),
         Method::RandRowCol => None,
         m => {
-            Some(count_trainable(encoder_param_shapes(cfg).iter().map(
-                |(n, s)| (m.trains(n), s.iter().product::<usize>(), None),
-            )))
+            let (h, l) = (cfg.hidden_size, cfg.num_hidden_layers);
+            // the extra modules are not in the checkpoint's table
+            let extra = match m {
+                Method::Lora { r, targets, .. } => l * targets.len() * r * (h + h),
+                Method::Adapters { size } => l * 2 * (h * size + size + size * h + h),
+                _ => 0,
+            };
+            Some(
+                extra
+                    + count_trainable(
+                        encoder_param_shapes(cfg)
+                            .iter()
+                            .map(|(n, s)| (m.trains(n), s.iter().product::<usize>(), None)),
+                    ),
+            )
         }
     }
 }

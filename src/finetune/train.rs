@@ -190,6 +190,7 @@ impl Trainer {
         optimizer: AdamWConfig,
         regression: bool,
     ) -> Self {
+        let model = super::method::add_modules(model, method, seed);
         let mut t = Trainer::new(model, method, optimizer, regression);
         let ps = params(t.model());
         let masks = super::method::masks(method, &ps, seed);

@@ -77,7 +77,7 @@ fn reference_substring_mode_differs_from_exact_notation_where_the_paper_says() {
             .contains("b_LN1")
     );
     assert!(
-        Method::parse("lora")
+        Method::parse("dora")
             .unwrap_err()
             .to_string()
             .contains("valid")

@@ -8,6 +8,7 @@ mod grid;
 mod inspect;
 mod metrics;
 mod model;
+mod peft;
 mod report;
 mod roberta;
 mod settings;

@@ -247,6 +247,16 @@ pub const SETTINGS: &[Setting] = &[
         show: |c| some_or_all(c.eval_size),
     },
     Setting {
+        key: "eval_train_size",
+        doc: "an integer number of training examples scored for the train metrics (a data_seed sample), or \"all\"",
+        required_in_grid: false,
+        apply: |c, v| {
+            c.eval_train_size = size_or_all(v)?;
+            Ok(())
+        },
+        show: |c| some_or_all(c.eval_train_size),
+    },
+    Setting {
         key: "pad_to_max_length",
         doc: "true/false",
         required_in_grid: false,

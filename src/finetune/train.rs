@@ -89,6 +89,11 @@ pub struct TrainConfig {
     /// left out of the stored config when false, so the ids of runs without it do not change
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub save_trained: bool,
+    /// score only a `data_seed` sample of this many training examples for the train scores (the
+    /// generalization gap) instead of the whole training set; None: all. Left out of the stored
+    /// config when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_train_size: Option<usize>,
 }
 
 /// The reference code's settings (`run_glue.py`), for SST-2 with BitFit at lr 1e-3 on the
@@ -138,6 +143,7 @@ impl TrainConfig {
             eval_size: None,
             min_steps: None,
             save_trained: false,
+            eval_train_size: None,
         }
     }
 }
@@ -499,6 +505,8 @@ pub enum Event<'a> {
 struct TaskData {
     train_ex: Vec<Example>,
     train_enc: Vec<Encoded>,
+    /// the training examples scored for the train metrics (all of them unless eval_train_size)
+    train_scored: Vec<usize>,
     /// (split name, examples, encodings)
     devs: Vec<(String, Vec<Example>, Vec<Encoded>)>,
     pad_id: u32,
@@ -539,9 +547,16 @@ impl TaskData {
             }
             devs.push((split.to_string(), ex, enc));
         }
+        // a sample of the training subset, drawn apart from the subset itself
+        let train_scored = subset_indices(
+            train_ex.len(),
+            cfg.eval_train_size,
+            cfg.data_seed ^ 0x7363_6f72, // "scor"
+        );
         Ok(TaskData {
             train_ex,
             train_enc,
+            train_scored,
             devs,
             pad_id: tok.pad_id,
             pad_to: cfg.pad_to_max_length.then_some(cfg.max_length),
@@ -558,9 +573,23 @@ impl TaskData {
         let score = |ex: &[Example], enc: &[Encoded]| {
             evaluate(model, cfg.task, ex, enc, self.pad_id, self.pad_to, dev)
         };
-        let train = cfg
-            .eval_train
-            .then(|| score(&self.train_ex, &self.train_enc));
+        let train = cfg.eval_train.then(|| {
+            if self.train_scored.len() == self.train_ex.len() {
+                score(&self.train_ex, &self.train_enc)
+            } else {
+                let ex: Vec<Example> = self
+                    .train_scored
+                    .iter()
+                    .map(|&i| self.train_ex[i].clone())
+                    .collect();
+                let enc: Vec<Encoded> = self
+                    .train_scored
+                    .iter()
+                    .map(|&i| self.train_enc[i].clone())
+                    .collect();
+                score(&ex, &enc)
+            }
+        });
         let devs = self
             .devs
             .iter()

@@ -193,3 +193,51 @@ fn oversized_train_size_is_reported() {
         "{text}"
     );
 }
+
+/// `eval_train_size`: the train metrics come from a sample of that many training examples.
+#[test]
+fn eval_train_size_scores_a_sample() {
+    if minilm().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out_file = tmp.path().join("run.json");
+    let out = repro()
+        .args([
+            "train",
+            "--task",
+            "RTE",
+            "--train-size",
+            "16",
+            "--eval-train-size",
+            "5",
+            "--eval-size",
+            "8",
+            "--epochs",
+            "1",
+            "--max-length",
+            "32",
+        ])
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(rec["config"]["eval_train_size"], 5);
+    let acc = rec["epochs"][0]["train"]["accuracy"].as_f64().unwrap();
+    assert!(
+        (acc * 5.0 - (acc * 5.0).round()).abs() < 1e-9,
+        "accuracy {acc} is not k/5"
+    );
+    let dev = rec["epochs"][0]["dev"]["dev"]["accuracy"].as_f64().unwrap();
+    assert!(
+        (dev * 8.0 - (dev * 8.0).round()).abs() < 1e-9,
+        "dev accuracy {dev} is not k/8"
+    );
+}

@@ -21,12 +21,14 @@ fail() { echo "slurm_ci: FAILED: $*" >&2; squeue >&2 || true; tail -n 20 "$store
 start=$(date +%s)
 
 # a partition the cluster does not have is refused before anything is written
-if "$repro" slurm experiments/smoke.toml --set "store=$store" --partition no-such-partition 2>"$work/err"; then
+if "$repro" slurm experiments/smoke.toml --set "store=$store" --set epochs=3 --partition no-such-partition 2>"$work/err"; then
     fail "an unknown partition was accepted"
 fi
 grep -q "no such partition" "$work/err" || fail "unknown partition: $(cat "$work/err")"
+[ ! -e "$store" ] || fail "a refused submission left a store behind"
 
-out=$("$repro" slurm experiments/smoke.toml --set "store=$store" --tasks 3 --requeue --submit)
+# 3 epochs per run (≈10-20 s here), so a run is still training when its task is requeued
+out=$("$repro" slurm experiments/smoke.toml --set "store=$store" --set epochs=3 --tasks 3 --requeue --submit)
 echo "$out"
 job=$(echo "$out" | sed -n 's/^submitted job \([0-9]*\).*/\1/p')
 [ -n "$job" ] || fail "no job id in: $out"
@@ -54,7 +56,7 @@ for _ in $(seq 1 600); do
 done
 [ -z "$(squeue -h -j "$job" 2>/dev/null)" ] && true || fail "job $job still queued after 600 s"
 
-status=$("$repro" status experiments/smoke.toml --set "store=$store")
+status=$("$repro" status experiments/smoke.toml --set "store=$store" --set epochs=3)
 echo "$status"
 grep -q '^8 done$' <<<"$status" || fail "the store does not hold the 8 cells done"
 n=$(ls "$store/runs" | wc -l)
@@ -62,7 +64,9 @@ n=$(ls "$store/runs" | wc -l)
 for d in "$store"/runs/*/; do
     [ -f "$d/result.json" ] || fail "$d has no result.json"
 done
-attempts=$(grep -c started "$store/runs/$killed_run/attempts.log")
-[ "$attempts" -ge 2 ] || fail "run $killed_run was started $attempts time(s); the requeued task should have restarted it"
+attempts=$(grep -c started "$store/runs/$killed_run/attempts.log" || true)
+restarted=$(grep -l "restart 1" "$store"/slurm/"${job}_${task}".log 2>/dev/null || true)
+[ -n "$restarted" ] || fail "array task ${job}_${task} was not started again after the requeue"
+[ "${attempts:-0}" -ge 2 ] || fail "run $killed_run was started ${attempts:-0} time(s); the requeued task should have restarted it"
 echo "slurm_ci: ok — 8 cells done exactly once, run $killed_run restarted after the requeue ($attempts attempts), $(( $(date +%s) - start )) s"
 rm -rf "$work"

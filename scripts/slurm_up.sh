@@ -3,11 +3,19 @@
 # `repro slurm` (scripts/slurm_ci.sh). Idempotent; `scripts/slurm_up.sh down` stops the daemons.
 # Installs the packages when missing (needs root and apt). Exits 3 when Slurm cannot be started.
 set -euo pipefail
+ours() { grep -q '^ClusterName=repro-ci$' /etc/slurm/slurm.conf 2>/dev/null; }
 if [ "${1:-}" = down ]; then
-    pkill -x slurmd 2>/dev/null || true
-    pkill -x slurmctld 2>/dev/null || true
-    pkill -x munged 2>/dev/null || true
+    # only the daemons of the cluster this script configured
+    if ours; then
+        pkill -x slurmd 2>/dev/null || true
+        pkill -x slurmctld 2>/dev/null || true
+        pkill -x munged 2>/dev/null || true
+    fi
     exit 0
+fi
+if [ -f /etc/slurm/slurm.conf ] && ! ours; then
+    echo "slurm_up: /etc/slurm/slurm.conf belongs to another Slurm installation; not touching it" >&2
+    exit 3
 fi
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need slurmctld || ! need munged; then
@@ -50,9 +58,9 @@ if [ ! -s /etc/munge/munge.key ]; then
 fi
 chown -R munge:munge /etc/munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
 chmod 400 /etc/munge/munge.key
-pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged || /usr/sbin/munged --force
-pgrep -x slurmctld >/dev/null || slurmctld -c
-pgrep -x slurmd >/dev/null || slurmd
+{ pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged || /usr/sbin/munged --force; } || exit 3
+{ pgrep -x slurmctld >/dev/null || slurmctld -c; } || exit 3
+{ pgrep -x slurmd >/dev/null || slurmd; } || exit 3
 for _ in $(seq 1 30); do
     state=$(sinfo -h -o '%T' 2>/dev/null || true)
     if grep -q -E 'idle|mixed|alloc' <<<"$state"; then

@@ -189,6 +189,14 @@ impl Delta {
         Ok(model)
     }
 
+    /// `model` with the extra modules the delta's method trains (LoRA, adapters), whose values
+    /// the delta then sets.
+    pub fn with_modules(&self, model: BertClassifier) -> Result<BertClassifier> {
+        let method = crate::finetune::Method::parse(&self.meta.method)
+            .map_err(|e| anyhow!("delta metadata: {e}"))?;
+        Ok(crate::finetune::method::add_modules(model, &method, 0))
+    }
+
     /// A classifier for this delta's task on the base checkpoint, with the delta applied.
     pub fn build(&self, ckpt: &Checkpoint, dev: &Device) -> Result<BertClassifier> {
         let (bert, _) = ckpt.load(dev)?;
@@ -197,7 +205,8 @@ impl Delta {
             pooling: self.meta.head,
             seed: 0,
         };
-        self.apply(head.init(bert, &ckpt.config, dev))
+        let model = self.with_modules(head.init(bert, &ckpt.config, dev))?;
+        self.apply(model)
     }
 }
 

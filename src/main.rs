@@ -593,6 +593,9 @@ fn slurm(a: SlurmArgs) -> Result<()> {
     if a.tasks == Some(0) {
         anyhow::bail!("--tasks 0: give at least one array task");
     }
+    if let Some(p) = &a.partition {
+        sl::check_partition(p)?;
+    }
     let grid = load_grid(&a.grid, &a.set)?;
     let runs = bitfit_repro::runner::plan(&grid)?;
     let store = bitfit_repro::store::Store::open(&grid.store)?;
@@ -616,9 +619,6 @@ fn slurm(a: SlurmArgs) -> Result<()> {
             "warning: store {} is under /tmp, which other nodes do not see; put it on a shared file system with working flock (--set store=DIR)",
             store_dir.display()
         );
-    }
-    if let Some(p) = &a.partition {
-        sl::check_partition(p)?;
     }
     let stamp = bitfit_repro::runner::unix_now();
     let dir = store_dir.join("slurm");

@@ -106,7 +106,13 @@ impl BertConfig {
 
     /// The padding index, from which RoBERTa numbers positions.
     pub fn padding_idx(&self) -> usize {
-        self.pad_token_id.unwrap_or(0) as usize
+        // HF's defaults: BertConfig pad_token_id 0, RobertaConfig 1
+        let default = if self.family().positions == Positions::AfterPadding {
+            1
+        } else {
+            0
+        };
+        self.pad_token_id.map_or(default, |p| p as usize)
     }
 
     /// The longest input the position table holds: `max_position_embeddings`, less the padding

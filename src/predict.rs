@@ -125,6 +125,22 @@ impl Predictor {
                 seed: 0,
             }
             .init(encoder.take().expect("encoder present"), &ckpt.config, dev);
+            // LoRA/adapter deltas: one shared encoder cannot hold two methods' extra modules
+            let shell = if matches!(
+                crate::finetune::Method::parse(&delta.meta.method),
+                Ok(crate::finetune::Method::Lora { .. } | crate::finetune::Method::Adapters { .. })
+            ) {
+                if deltas.len() > 1 {
+                    bail!(
+                        "{}: a {} delta adds modules to the encoder; serve it alone (one --delta)",
+                        file.display(),
+                        delta.meta.method
+                    );
+                }
+                delta.with_modules(shell)?
+            } else {
+                shell
+            };
             let base_named = shell.hf_task_tensors(|n, _| enc_t.iter().any(|t| t.name == n));
             for t in base_named {
                 base_vals.entry(t.name.clone()).or_insert(t);
@@ -433,6 +449,23 @@ pub fn submit(p: &mut Predictor, data: &Path, out: &Path) -> Result<Submission> 
                 continue;
             }
         };
+        // the leaderboard matches rows by index: a row the reader skipped would shift the rest
+        let (file_task, _) = match split {
+            TestRows::Ax => (Task::Ax, ()),
+            _ => (task, ()),
+        };
+        if let Ok(crate::data::DataFile::Tsv(path)) = glue.locate(file_task, Split::Test) {
+            let rows = std::fs::read_to_string(&path)
+                .map(|t| t.lines().skip(1).filter(|l| !l.trim().is_empty()).count())
+                .unwrap_or(ex.len());
+            if rows != ex.len() {
+                bail!(
+                    "{}: {rows} rows but {} read; the submission's indices would not match the leaderboard's",
+                    path.display(),
+                    ex.len()
+                );
+            }
+        }
         let preds = p.predict(task, &ex)?;
         let mut tsv = String::from("index\tprediction\n");
         for (i, pr) in preds.iter().enumerate() {

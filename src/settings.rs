@@ -409,8 +409,16 @@ pub fn resolve(settings: &BTreeMap<String, Value>) -> Result<TrainConfig> {
 /// list; anything that is not a TOML literal (`SST-2`, `b_q+b_m2`) is a string.
 pub fn parse_value(raw: &str) -> Value {
     let raw = raw.trim();
-    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+    match toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| Value::String(raw.to_string()))
+    {
+        // a folder named like a date is a string, not a TOML datetime
+        Some(Value::Datetime(_)) | None => match raw.parse::<f64>() {
+            // `.001`, `1.` (not TOML floats, but numbers)
+            Ok(x) if raw.contains('.') && !raw.contains('/') => Value::Float(x),
+            _ => Value::String(raw.to_string()),
+        },
+        Some(v) => v,
+    }
 }

@@ -281,3 +281,46 @@ fn bad_deltas_are_named() {
         "{e}"
     );
 }
+
+/// A LoRA run's delta carries its extra modules: `repro eval` rebuilds them and reproduces the
+/// run's dev scores exactly.
+#[test]
+fn lora_delta_reproduces_its_run() {
+    if minilm().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("run.json");
+    ok(repro()
+        .args([
+            "train",
+            "--task",
+            "RTE",
+            "--method",
+            "lora:r=4,alpha=8,targets=q+v",
+            "--lr",
+            "1e-3",
+            "--train-size",
+            "16",
+            "--eval-size",
+            "16",
+            "--epochs",
+            "1",
+            "--max-length",
+            "64",
+            "--save-trained",
+        ])
+        .arg("--out")
+        .arg(&rec)
+        .output()
+        .unwrap());
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
+    let delta = tmp.path().join("run.delta.safetensors");
+    let out = ok(repro()
+        .args(["eval", "--eval-size", "16", "--delta"])
+        .arg(&delta)
+        .output()
+        .unwrap());
+    let got: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(got, r["epochs"][0]["dev"]);
+}

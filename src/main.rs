@@ -271,9 +271,10 @@ struct RunArgs {
     /// train runs that failed before, too
     #[arg(long)]
     retry_failed: bool,
-    /// local worker processes sharing the store
-    #[arg(long, default_value_t = 1)]
-    jobs: usize,
+    /// local worker processes sharing the store: a number, or `auto` (one per CPU core, fewer
+    /// where the available memory would not hold them)
+    #[arg(long, default_value = "1", value_name = "N|auto")]
+    jobs: String,
     /// this machine's part of the grid: i/n (0-based), e.g. 0/4
     #[arg(long)]
     shard: Option<String>,
@@ -304,9 +305,14 @@ fn load_grid(path: &std::path::Path, set: &[String]) -> Result<bitfit_repro::gri
 fn run_grid(a: RunArgs) -> Result<()> {
     use bitfit_repro::{runner, store::Store};
     // flags first: a bad one must not leave a new store behind
-    if a.jobs == 0 {
-        anyhow::bail!("--jobs 0: give at least 1 worker process");
-    }
+    let jobs = match a.jobs.as_str() {
+        "auto" => runner::auto_jobs(),
+        n => match n.parse::<usize>() {
+            Ok(0) => anyhow::bail!("--jobs 0: give at least 1 worker process"),
+            Ok(n) => n,
+            Err(_) => anyhow::bail!("--jobs {n}: a number of worker processes, or auto"),
+        },
+    };
     let deadline = match (&a.time_limit, a.deadline) {
         (Some(t), _) => Some(runner::unix_now() + runner::parse_duration(t)?),
         (None, d) => d,
@@ -320,7 +326,7 @@ fn run_grid(a: RunArgs) -> Result<()> {
         return Ok(());
     }
     let mut children = Vec::new();
-    if a.jobs > 1 {
+    if jobs > 1 {
         let mut args = vec!["run".to_string(), a.grid.display().to_string()];
         for s in &a.set {
             args.push(format!("--set={s}"));
@@ -338,7 +344,7 @@ fn run_grid(a: RunArgs) -> Result<()> {
             args.push(format!("--deadline={d}"));
         }
         args.push("--quiet".into());
-        children = runner::spawn_workers(a.jobs - 1, &args)?;
+        children = runner::spawn_workers(jobs - 1, &args)?;
     }
     let opts = runner::RunOptions {
         retry_failed: a.retry_failed,

@@ -667,6 +667,25 @@ pub fn execute(
     Ok(s)
 }
 
+/// Memory one training worker may need at its peak (MiniLM Full-FT at batch 32 × 128 peaks at
+/// ≈2.1 GiB in BENCHMARKS.md; a margin for larger batches and the token cache).
+pub const WORKER_MEMORY_BYTES: u64 = 3 << 30;
+
+/// `--jobs auto`: one worker per CPU core (one training process keeps about one core busy),
+/// fewer where `MemAvailable` would not hold [`WORKER_MEMORY_BYTES`] each; at least 1.
+pub fn auto_jobs() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| (kb * 1024 / WORKER_MEMORY_BYTES) as usize);
+    cores.min(mem.unwrap_or(cores)).max(1)
+}
+
 /// Start `n` extra worker processes of this binary with `args` (built by main.rs, which knows the
 /// binary's flags: the same grid, quiet), sharing the store and its locks.
 pub fn spawn_workers(n: usize, args: &[String]) -> Result<Vec<std::process::Child>> {

@@ -477,3 +477,34 @@ fn time_limit_starts_only_what_fits_and_a_rerun_finishes() {
     );
     assert!(!other.exists(), "a rejected flag left a store behind");
 }
+
+/// `--jobs` takes a number or `auto`; 0 and words are one-line errors.
+#[test]
+fn jobs_flag_takes_a_number_or_auto() {
+    if minilm().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let set_store = format!("--set=store={}", tmp.path().join("s").display());
+    let run = |jobs: &str| {
+        repro()
+            .args([
+                "run",
+                "experiments/smoke.toml",
+                "--dry-run",
+                "--jobs",
+                jobs,
+                &set_store,
+            ])
+            .output()
+            .unwrap()
+    };
+    assert!(run("auto").status.success());
+    let e = run("x");
+    assert!(!e.status.success());
+    assert!(
+        String::from_utf8_lossy(&e.stderr)
+            .contains("--jobs x: a number of worker processes, or auto")
+    );
+    assert!(String::from_utf8_lossy(&run("0").stderr).contains("--jobs 0"));
+}

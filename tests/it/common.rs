@@ -116,3 +116,65 @@ pub fn gpu_tests() -> bool {
     bitfit_repro::backend::Backend::TchCuda.compiled()
         && std::env::var_os("BITFIT_TEST_CUDA").is_some_and(|v| v == "1")
 }
+
+/// A batch from a golden fixture's nested lists.
+pub fn golden_batch(
+    input_ids: &[Vec<i64>],
+    token_type_ids: &[Vec<i64>],
+    attention_mask: &[Vec<i64>],
+) -> bitfit_repro::tokenize::Batch {
+    bitfit_repro::tokenize::Batch {
+        batch_size: input_ids.len(),
+        seq_len: input_ids[0].len(),
+        input_ids: input_ids.concat(),
+        token_type_ids: token_type_ids.concat(),
+        attention_mask: attention_mask.concat(),
+    }
+}
+
+/// Drive `trainer` through a golden run's steps on `batch` and check it against the PyTorch
+/// reference: each step's loss (≤ 1e-4 relative) and gradient norm (≤ 1e-3 relative), then every
+/// trained tensor in `file` (≤ 1e-4 of its largest magnitude). `label` names the case in failures.
+#[allow(clippy::too_many_arguments)]
+pub fn check_golden_steps(
+    trainer: &mut bitfit_repro::finetune::Trainer,
+    batch: &bitfit_repro::tokenize::Batch,
+    targets: &bitfit_repro::finetune::train::Targets,
+    lr: f64,
+    losses: &[f64],
+    grad_norms: &[f64],
+    file: &Tensors,
+    label: &str,
+) {
+    for (s, (want_loss, want_norm)) in losses.iter().zip(grad_norms).enumerate() {
+        let (loss, stats) = trainer.step(batch, targets, lr);
+        let rel = (loss - want_loss).abs() / want_loss.abs();
+        assert!(
+            rel <= 1e-4,
+            "{label} step {s}: loss {loss} vs PyTorch {want_loss} (rel {rel:.2e})"
+        );
+        let reln = (stats.grad_norm - want_norm).abs() / want_norm;
+        assert!(
+            reln <= 1e-3,
+            "{label} step {s}: grad norm {} vs {want_norm}",
+            stats.grad_norm
+        );
+    }
+    let mut worst = 0f32;
+    for t in trainer.model().hf_task_tensors(|_, req| req) {
+        let reference = file.f32(&t.name);
+        let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
+        let d = max_abs_diff(&t.values, &reference) / scale;
+        worst = worst.max(d);
+        assert!(
+            d <= 1e-4,
+            "{label}: {} differs from PyTorch after {} steps (max rel {d:.2e})",
+            t.name,
+            losses.len()
+        );
+    }
+    eprintln!(
+        "{label}: {} steps match, worst tensor rel diff {worst:.2e}",
+        losses.len()
+    );
+}

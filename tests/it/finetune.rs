@@ -8,7 +8,7 @@ use bitfit_repro::finetune::{AdamWConfig, Method, Trainer};
 use bitfit_repro::model::{BertClassifier, Checkpoint, HeadPooling, hf_tensors, params};
 use bitfit_repro::tokenize::Batch;
 
-use crate::common::{Tensors, fixtures};
+use crate::common::{Tensors, check_golden_steps, fixtures, golden_batch};
 
 #[derive(serde::Deserialize)]
 struct Golden {
@@ -40,13 +40,7 @@ fn golden() -> Golden {
 }
 
 fn batch(g: &Golden) -> Batch {
-    Batch {
-        batch_size: g.input_ids.len(),
-        seq_len: g.input_ids[0].len(),
-        input_ids: g.input_ids.concat(),
-        token_type_ids: g.token_type_ids.concat(),
-        attention_mask: g.attention_mask.concat(),
-    }
+    golden_batch(&g.input_ids, &g.token_type_ids, &g.attention_mask)
 }
 
 /// The tiny model with dropout off and the fixture's initial head, on `backend` with autodiff.
@@ -92,43 +86,15 @@ fn run_golden(backend: Backend, tag: &str) {
     } else {
         Targets::Classes(g.labels.clone())
     };
-    for s in 0..g.steps {
-        let (loss, stats) = trainer.step(&b, &targets, run.lr);
-        let rel = (loss - run.losses[s]).abs() / run.losses[s].abs();
-        assert!(
-            rel <= 1e-4,
-            "{backend} {tag} step {s}: loss {loss} vs PyTorch {} (rel {rel:.2e})",
-            run.losses[s]
-        );
-        let reln = (stats.grad_norm - run.grad_norms[s]).abs() / run.grad_norms[s];
-        assert!(
-            reln <= 1e-3,
-            "{backend} {tag} step {s}: grad norm {} vs {}",
-            stats.grad_norm,
-            run.grad_norms[s]
-        );
-    }
-    let mut worst = 0f32;
-    for t in hf_tensors(trainer.model(), |_, req| req) {
-        let reference = file.f32(&t.name);
-        let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
-        let d = t
-            .values
-            .iter()
-            .zip(&reference)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-            / scale;
-        worst = worst.max(d);
-        assert!(
-            d <= 1e-4,
-            "{backend} {tag}: {} differs from PyTorch after {} steps (max rel {d:.2e})",
-            t.name,
-            g.steps
-        );
-    }
-    eprintln!(
-        "{backend} {tag}: {} steps match, worst tensor rel diff {worst:.2e}",
-        g.steps
+    check_golden_steps(
+        &mut trainer,
+        &b,
+        &targets,
+        run.lr,
+        &run.losses[..g.steps],
+        &run.grad_norms[..g.steps],
+        &file,
+        &format!("{backend} {tag}"),
     );
 }
 

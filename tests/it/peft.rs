@@ -10,9 +10,8 @@ use bitfit_repro::finetune::method::add_modules;
 use bitfit_repro::finetune::train::Targets;
 use bitfit_repro::finetune::{AdamWConfig, Method, Trainer, trainable_encoder_scalars};
 use bitfit_repro::model::{BertClassifier, BertConfig, Checkpoint, HeadPooling, NamedTensor};
-use bitfit_repro::tokenize::Batch;
 
-use crate::common::{Tensors, fixtures, max_abs_diff, test_backends};
+use crate::common::{Tensors, check_golden_steps, fixtures, golden_batch, test_backends};
 
 #[derive(serde::Deserialize)]
 struct Golden {
@@ -86,40 +85,18 @@ fn run_golden(backend: Backend, tag: &str) {
         .collect();
     ours.sort();
     assert_eq!(ours, run.trainable, "{tag}: trainable tensors");
-    let b = Batch {
-        batch_size: g.input_ids.len(),
-        seq_len: g.input_ids[0].len(),
-        input_ids: g.input_ids.concat(),
-        token_type_ids: g.token_type_ids.concat(),
-        attention_mask: g.attention_mask.concat(),
-    };
+    let b = golden_batch(&g.input_ids, &g.token_type_ids, &g.attention_mask);
     let targets = Targets::Classes(g.labels.clone());
-    for s in 0..g.steps {
-        let (loss, stats) = trainer.step(&b, &targets, run.lr);
-        let rel = (loss - run.losses[s]).abs() / run.losses[s].abs();
-        assert!(
-            rel <= 1e-4,
-            "{backend} {tag} step {s}: loss {loss} vs {}",
-            run.losses[s]
-        );
-        let reln = (stats.grad_norm - run.grad_norms[s]).abs() / run.grad_norms[s];
-        assert!(
-            reln <= 1e-3,
-            "{backend} {tag} step {s}: grad norm {} vs {}",
-            stats.grad_norm,
-            run.grad_norms[s]
-        );
-    }
-    for t in trainer.model().hf_task_tensors(|_, req| req) {
-        let reference = file.f32(&t.name);
-        let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
-        let d = max_abs_diff(&t.values, &reference) / scale;
-        assert!(
-            d <= 1e-4,
-            "{backend} {tag}: {} differs from PyTorch by rel {d:.2e}",
-            t.name
-        );
-    }
+    check_golden_steps(
+        &mut trainer,
+        &b,
+        &targets,
+        run.lr,
+        &run.losses[..g.steps],
+        &run.grad_norms[..g.steps],
+        &file,
+        &format!("{backend} {tag}"),
+    );
 }
 
 #[test]

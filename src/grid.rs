@@ -15,8 +15,12 @@
 //! [[override]]                   # special cases
 //! when = { task = "MNLI" }
 //! set = { epochs = 32 }
+//! [[exclude]]                    # cells another grid trains (same settings, same run ids)
+//! when = { task = "SST-2", method = "full_ft" }
+//! reason = "in fig2's store"     # optional, for the reader
 //! ```
-//! Every setting key may appear in `[base]`, as an axis, in a zip group or in an override.
+//! Every setting key may appear in `[base]`, as an axis, in a zip group, in an override or in an
+//! exclusion (matched after the overrides; one that matches no cell is an error).
 //! Mistakes (unknown keys, wrong types, empty axes, unknown tasks/methods/bias names) are errors
 //! that name the key, the file and the line, and the valid choices.
 
@@ -47,6 +51,16 @@ struct GridFile {
     zip: Vec<SpannedTable>,
     #[serde(default, rename = "override")]
     overrides: Vec<OverrideFile>,
+    #[serde(default, rename = "exclude")]
+    excludes: Vec<ExcludeFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExcludeFile {
+    when: SpannedTable,
+    #[allow(dead_code)]
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +85,10 @@ pub struct Grid {
     /// cartesian axes and zip groups: each entry a list of keys and, per position, their values
     axes: Vec<(Vec<String>, Vec<Vec<Value>>)>,
     overrides: Vec<(BTreeMap<String, Value>, BTreeMap<String, Value>)>,
+    /// `[[exclude]]` conditions: cells matching every key of one are not part of the grid
+    excludes: Vec<BTreeMap<String, Value>>,
+    /// a `--set` replaced part of the file's grid: an exclusion may then match nothing
+    narrowed: bool,
     origins: BTreeMap<String, Origin>,
 }
 
@@ -103,7 +121,7 @@ impl Grid {
             let line = e.span().map(|s| line_of(src, s.start)).unwrap_or(0);
             let msg = e.message().trim().replace('\n', " ");
             let hint = if msg.contains("unknown field") {
-                " (top-level keys: name, description, store, [base], [axes], [[zip]], [[override]])"
+                " (top-level keys: name, description, store, [base], [axes], [[zip]], [[override]], [[exclude]])"
             } else {
                 ""
             };
@@ -194,6 +212,23 @@ impl Grid {
             }
             overrides.push((when, set));
         }
+        let mut excludes = Vec::new();
+        for (ei, x) in g.excludes.iter().enumerate() {
+            let mut when = BTreeMap::new();
+            for (k, v) in &x.when {
+                let key = settings::canonical_key(k.get_ref()).to_string();
+                let where_ = format!("{} [[exclude]] #{} when", at(k), ei + 1);
+                settings::check(&key, v.get_ref(), &where_)?;
+                when.insert(key, v.get_ref().clone());
+            }
+            if when.is_empty() {
+                bail!(
+                    "{file}: [[exclude]] #{}: `when` is empty; name the cells to leave out",
+                    ei + 1
+                );
+            }
+            excludes.push(when);
+        }
         let name = g.name.unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -214,6 +249,8 @@ impl Grid {
             base,
             axes,
             overrides,
+            excludes,
+            narrowed: false,
             origins,
         };
         grid.check_required()?;
@@ -252,6 +289,7 @@ impl Grid {
             self.store = PathBuf::from(value.as_str().unwrap_or(raw));
             return Ok(());
         }
+        self.narrowed = true;
         // the CLI wins: drop the key from wherever the file set it, overrides included
         self.base.remove(&key);
         for (_, set) in &mut self.overrides {
@@ -301,16 +339,32 @@ impl Grid {
             }
             cells = next;
         }
+        let matches = |c: &BTreeMap<String, Value>, when: &BTreeMap<String, Value>| {
+            when.iter()
+                .all(|(k, v)| c.get(k).is_some_and(|x| same(x, v)))
+        };
         for c in cells.iter_mut() {
             for (when, set) in &self.overrides {
-                if when
-                    .iter()
-                    .all(|(k, v)| c.get(k).is_some_and(|x| same(x, v)))
-                {
+                if matches(c, when) {
                     for (k, v) in set {
                         c.insert(k.clone(), v.clone());
                     }
                 }
+            }
+        }
+        for (ei, when) in self.excludes.iter().enumerate() {
+            let before = cells.len();
+            cells.retain(|c| !matches(c, when));
+            if cells.len() == before && !self.narrowed {
+                bail!(
+                    "{}: [[exclude]] #{} ({}) matches no cell of the grid; fix its `when` or delete it",
+                    self.file.display(),
+                    ei + 1,
+                    when.iter()
+                        .map(|(k, v)| format!("{k} = {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
         }
         cells

@@ -292,11 +292,18 @@ pub fn rows_of(r: &RunResult, rule: EpochRule) -> Vec<RunRow> {
     out
 }
 
-/// Every done run of the given stores.
+/// Every done run of the given stores, each run once: a run id found in two stores (two grids
+/// that share a cell: the same settings, model and data) is the same run and counts once, from
+/// the first store that holds it.
 pub fn load_results(stores: &[&Path]) -> Result<Vec<RunResult>> {
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for s in stores {
-        out.extend(Store::open(s)?.results()?.into_iter().map(|(_, r)| r));
+        for (id, r) in Store::open(s)?.results()? {
+            if seen.insert(id) {
+                out.push(r);
+            }
+        }
     }
     Ok(out)
 }

@@ -84,6 +84,48 @@ fn cli_set_overrides_base_and_axes() {
 }
 
 #[test]
+fn exclusions_drop_matching_cells_after_overrides() {
+    let src = format!(
+        "{GRID}[[exclude]]\nwhen = {{ task = \"mrpc\", method = \"full_ft\" }}\nreason = \"another grid\"\n[[exclude]]\nwhen = {{ epochs = 5, seed = 2 }}\n"
+    );
+    let g = parse(&src).unwrap();
+    let cells = g.expand().unwrap();
+    // 18 cells, minus MRPC x full_ft (3 seeds), minus RTE x bitfit (epochs 5 by override) seed 2
+    assert_eq!(cells.len(), 18 - 3 - 1);
+    assert!(
+        cells
+            .iter()
+            .all(|c| !(c.config.task.name() == "MRPC" && c.config.method == Method::FullFt))
+    );
+    assert!(
+        cells
+            .iter()
+            .all(|c| !(c.config.epochs == 5 && c.config.seed == 2))
+    );
+    // an exclusion that matches nothing is a mistake in the file ...
+    let bad = format!("{GRID}[[exclude]]\nwhen = {{ task = \"CoLA\" }}\n");
+    let e = parse(&bad).unwrap().expand().unwrap_err().to_string();
+    assert!(
+        e.contains("exp/test.toml")
+            && e.contains("[[exclude]] #1")
+            && e.contains("matches no cell"),
+        "{e}"
+    );
+    // ... unless the command line narrowed the grid
+    let mut g = parse(&src).unwrap();
+    g.apply_set("task=RTE").unwrap();
+    assert_eq!(g.expand().unwrap().len(), 9 - 1);
+    for bad in [
+        format!("{GRID}[[exclude]]\nwhen = {{}}\n"),
+        format!("{GRID}[[exclude]]\nwhen = {{ epochz = 1 }}\n"),
+        format!("{GRID}[[exclude]]\nwhen = {{ task = \"RTE\" }}\nwhy = \"x\"\n"),
+    ] {
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("exp/test.toml"), "{e}");
+    }
+}
+
+#[test]
 fn run_ids_are_stable_and_change_with_any_field() {
     let g = parse(GRID).unwrap();
     let cells = g.expand().unwrap();

@@ -994,3 +994,24 @@ fn mnli_matched_and_mismatched_take_their_maxima_separately() {
     let cells = cells_of(std::slice::from_ref(&r), &ALL);
     assert_eq!((cells["MNLI-m"].mean, cells["MNLI-mm"].mean), (80.0, 79.0));
 }
+
+#[test]
+fn a_run_in_two_stores_counts_once() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let put = |store: &std::path::Path, id: &str, r: &RunResult| {
+        let dir = store.join("runs").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("result.json"), serde_json::to_vec(r).unwrap()).unwrap();
+    };
+    // two grids sharing a cell hold the same run (same id) in their own stores
+    put(a.path(), "00000000000000aa", &rte(1e-3, 0, 0.6, false));
+    put(b.path(), "00000000000000aa", &rte(1e-3, 0, 0.6, false));
+    put(b.path(), "00000000000000bb", &rte(1e-3, 1, 0.7, false));
+    let results = bitfit_repro::report::load_results(&[a.path(), b.path()]).unwrap();
+    let seeds: Vec<u64> = results.iter().map(|r| r.config.seed).collect();
+    assert_eq!(
+        seeds,
+        [0, 1],
+        "the shared run once, then the other store's own run"
+    );
+}

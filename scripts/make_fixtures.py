@@ -34,7 +34,21 @@ Everything it writes lands under tests/fixtures/ and is committed:
 - golden_steps/peft_*.safetensors + peft_golden_steps.json  5 reference steps of LoRA (the peft
                         package) and Houlsby adapters (a reference module here) on the tiny BERT
 
-`--only roberta` / `--only peft` writes those fixtures alone (the others stay as committed).
+- squad/qa_reference.safetensors  the tiny BERT as HF BertForQuestionAnswering (encoder from tiny_bert,
+                        a seeded N(0, 0.5) qa_outputs head): start/end logits on the padded tiny
+                        inputs, and the HF loss for given start/end positions on an unpadded batch
+- squad/qa_windows.json  SQuAD windows exactly as transformers' examples/pytorch/question-answering/run_qa.py
+                        prepares them (MiniLM fast tokenizer, truncation only_second, stride, offsets,
+                        sequence ids, prepare_train_features' start/end targets) for 3 long dev-v1.1
+                        paragraphs and a hand-made one, at max_length 384/stride 128 and 64/16
+                        (tests/fixtures/squad/eval_case.json comes from scripts/squad_eval_fixture.py)
+
+`--only roberta` / `--only peft` / `--only squad` writes those fixtures alone (the others stay as
+committed). `--only squad` does not need --minilm (default models/all-MiniLM-L6-v2) but needs the
+SQuAD v1.1 dev set (--squad-dev, default ../shared/data/squad/dev-v1.1.json). The squad fixtures
+were made with torch 2.11.0 and transformers 5.17.0 (.venv-torch), not with .venv-fixtures:
+
+    .venv-torch/bin/python scripts/make_fixtures.py --only squad
 """
 import argparse
 import json
@@ -541,6 +555,194 @@ def peft_golden_steps(tiny_dir, out_dir, steps=5):
         json.dump(record, f, indent=1)
 
 
+# ---------------------------------------------------------------- SQuAD (question answering)
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+# (article index, paragraph index, question id) in dev-v1.1.json: long contexts (> 384 tokens)
+SQUAD_CASES = [
+    # Pharmacy: ā ī – ’ before the answer (char vs byte offsets); answer only in the second 384-window
+    (26, 5, "5726ddf6f1498d1400e8ee08"),
+    # Economic_inequality: ASCII; the answer sits in the overlap of the two 384-windows
+    (33, 0, "5727e6cbff5b5019007d97f0"),
+    # European_Union_law: § and ü; a 20-token answer in the first 384-window only
+    (15, 17, "57269e3bf1498d1400e8e516"),
+]
+# hand-made: leading spaces in the question (run_qa lstrips it), accents, CJK, an emoji ([UNK]),
+# curly quotes, dashes, and a single-token answer that is the last token of the context
+SQUAD_HAND = {
+    "question": "   Who received the Café Prize in 2019?",
+    "context": ("The Café Prize — founded in Zürich in 1998 by the naïve art collector “Mme. Dupont” — is awarded "
+                "each spring. Past winners include the sculptor Søren Kierkegård and the painter 日本 Tanaka 🙂. "
+                "In 2019, after a long debate, the jury gave the prize to Zoë"),
+    "answer_text": "Zoë",
+}
+SQUAD_SETTINGS = [(384, 128), (64, 16)]
+
+
+def qa_reference(tiny_dir):
+    """The tiny BERT as BertForQuestionAnswering: start/end logits on the padded tiny inputs and the
+    HF loss on an unpadded batch with given positions."""
+    from transformers import BertForQuestionAnswering
+
+    cfg = BertConfig.from_pretrained(tiny_dir)
+    cfg.num_labels = 2  # start, end (the checkpoint's config has 3 labels; the setter resets id2label)
+    model = BertForQuestionAnswering.from_pretrained(tiny_dir, config=cfg)
+    assert not hasattr(model.bert, "pooler") or model.bert.pooler is None
+    with torch.no_grad():
+        torch.manual_seed(4321)
+        model.qa_outputs.weight.normal_(0.0, 0.5)
+        model.qa_outputs.bias.normal_(0.0, 0.5)
+    model.eval()
+    ids, tt, mask = tiny_inputs()
+    with torch.no_grad():
+        out = model(input_ids=ids, token_type_ids=tt, attention_mask=mask)
+    g = torch.Generator().manual_seed(17)
+    B, L = 2, 10
+    lids = torch.randint(1, TINY["vocab_size"], (B, L), generator=g)
+    lids[:, 0] = 101 % TINY["vocab_size"]
+    ltt = torch.zeros(B, L, dtype=torch.long)
+    ltt[:, 4:] = 1
+    lmask = torch.ones(B, L, dtype=torch.long)
+    starts, ends = torch.tensor([5, 0]), torch.tensor([7, 0])
+    with torch.no_grad():
+        lout = model(input_ids=lids, token_type_ids=ltt, attention_mask=lmask, start_positions=starts,
+                     end_positions=ends)
+        # the loss HF computes: mean of the start and end cross-entropies
+        ce = torch.nn.functional.cross_entropy
+        check = (ce(lout.start_logits, starts) + ce(lout.end_logits, ends)) / 2
+    assert torch.allclose(check, lout.loss), (check, lout.loss)
+    return {
+        "qa_outputs.weight": model.qa_outputs.weight.detach().clone(),
+        "qa_outputs.bias": model.qa_outputs.bias.detach().clone(),
+        "input_ids": ids, "token_type_ids": tt, "attention_mask": mask,
+        "start_logits": out.start_logits, "end_logits": out.end_logits,
+        "loss_input_ids": lids, "loss_token_type_ids": ltt, "loss_attention_mask": lmask,
+        "loss_start_positions": starts, "loss_end_positions": ends,
+        "loss": lout.loss.reshape(1),
+    }
+
+
+def run_qa_targets(input_ids, offsets, sequence_ids, cls_token_id, start_char, end_char):
+    """prepare_train_features of transformers' examples/pytorch/question-answering/run_qa.py for one
+    window (pad_on_right: question first, the context is sequence 1); (start, end) token indices."""
+    cls_index = input_ids.index(cls_token_id) if cls_token_id in input_ids else 0
+    token_start_index = 0
+    while sequence_ids[token_start_index] != 1:
+        token_start_index += 1
+    token_end_index = len(input_ids) - 1
+    while sequence_ids[token_end_index] != 1:
+        token_end_index -= 1
+    if not (offsets[token_start_index][0] <= start_char and offsets[token_end_index][1] >= end_char):
+        return cls_index, cls_index
+    # as run_qa: may walk past the context onto the final [SEP] (offsets (0, 0)) when the answer's
+    # first token is the window's last context token
+    while token_start_index < len(offsets) and offsets[token_start_index][0] <= start_char:
+        token_start_index += 1
+    while offsets[token_end_index][1] >= end_char:
+        token_end_index -= 1
+    return token_start_index - 1, token_end_index + 1
+
+
+def qa_windows(minilm_dir, squad_dev):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(minilm_dir)
+    assert tok.is_fast, "run_qa.py needs a fast tokenizer (offsets, sequence ids)"
+    with open(squad_dev, encoding="utf-8") as f:
+        dev = json.load(f)
+    triples = []
+    for ai, pi, qid in SQUAD_CASES:
+        art = dev["data"][ai]
+        para = art["paragraphs"][pi]
+        qa = next(q for q in para["qas"] if q["id"] == qid)
+        triples.append({"name": f"{art['title']} (dev data[{ai}].paragraphs[{pi}])", "id": qid,
+                        "question": qa["question"], "context": para["context"],
+                        "answer_text": qa["answers"][0]["text"], "answer_start": qa["answers"][0]["answer_start"]})
+    hand = dict(SQUAD_HAND)
+    hand["answer_start"] = hand["context"].rindex(hand["answer_text"])
+    triples.append({"name": "hand-made", "id": "hand-made", **hand})
+
+    cases = []
+    for t in triples:
+        assert t["context"][t["answer_start"]:t["answer_start"] + len(t["answer_text"])] == t["answer_text"]
+        full = len(tok(t["question"].lstrip(), t["context"])["input_ids"])
+        for max_len, stride in SQUAD_SETTINGS:
+            kw = dict(truncation="only_second", max_length=max_len, stride=stride, return_overflowing_tokens=True,
+                      return_offsets_mapping=True, padding=False)
+            enc = tok(t["question"].lstrip(), t["context"], **kw)
+            batched = tok([t["question"].lstrip()], [t["context"]], **kw)  # run_qa's batched call agrees
+            assert batched["input_ids"] == enc["input_ids"] and batched["offset_mapping"] == enc["offset_mapping"]
+            assert set(enc["overflow_to_sample_mapping"]) == {0}
+            start_char = t["answer_start"]
+            end_char = start_char + len(t["answer_text"])
+            windows = []
+            for i in range(len(enc["input_ids"])):
+                ids = enc["input_ids"][i]
+                offs = [list(o) for o in enc["offset_mapping"][i]]
+                seq = [-1 if s is None else s for s in enc.sequence_ids(i)]
+                assert len(ids) <= max_len and all(m == 1 for m in enc["attention_mask"][i])
+                s, e = run_qa_targets(ids, offs, enc.sequence_ids(i), tok.cls_token_id, start_char, end_char)
+                windows.append({"input_ids": ids, "token_type_ids": enc["token_type_ids"][i], "offsets": offs,
+                                "sequence_ids": seq, "start_position": s, "end_position": e})
+                ctx = [k for k, x in enumerate(seq) if x == 1]
+                inside = offs[ctx[0]][0] <= start_char and offs[ctx[-1]][1] >= end_char
+                assert (s != 0) == inside, (t["name"], i)
+                if s == 0:
+                    continue
+                if seq[s] == -1:
+                    # run_qa's edge case: the start walked onto the final [SEP]; the answer is the last
+                    # context token of the window
+                    assert s == len(ids) - 1 and e == s - 1 and offs[e][0] <= start_char, (t["name"], i)
+                    span = t["context"][offs[e][0]:offs[e][1]]
+                    print(f"  {t['name']} {max_len}/{stride} window {i}: start {s} is the final [SEP] "
+                          f"(run_qa edge case), end {e}; context[offsets[end]] = {span!r}")
+                    assert span == t["answer_text"]
+                else:
+                    span = t["context"][offs[s][0]:offs[e][1]]
+                    print(f"  {t['name']} {max_len}/{stride} window {i}: start {s} end {e} -> {span!r}")
+                    assert span == t["answer_text"], (span, t["answer_text"])
+            print(f"{t['name']}: {full} tokens untruncated, {max_len}/{stride}: {len(windows)} windows, "
+                  f"{sum(w['start_position'] != 0 for w in windows)} with the answer")
+            cases.append({"name": t["name"], "id": t["id"], "question": t["question"], "context": t["context"],
+                          "answer_text": t["answer_text"], "answer_start": t["answer_start"],
+                          "max_length": max_len, "stride": stride, "windows": windows})
+    import transformers
+
+    return {
+        "source": ("scripts/make_fixtures.py --only squad (transformers " + transformers.__version__ + ", torch "
+                   + torch.__version__.split("+")[0] + "): AutoTokenizer.from_pretrained('models/all-MiniLM-L6-v2') "
+                   "(fast), tok(question.lstrip(), context, truncation='only_second', max_length, stride, "
+                   "return_overflowing_tokens=True, return_offsets_mapping=True, padding=False); targets as "
+                   "run_qa.py's prepare_train_features for the first gold answer (CLS index 0 when the answer "
+                   "is not wholly inside the window); offsets are character (code point) indices into the "
+                   "lstripped question (sequence 0) or the context (sequence 1), [0, 0] for special tokens; "
+                   "sequence_ids -1 for special tokens"),
+        "cases": cases,
+    }
+
+
+def compact_json(o, indent=0):
+    """indent=1 JSON, but lists without dicts inside (token ids, offsets) on one line."""
+    pad = " " * indent
+    if isinstance(o, dict):
+        items = [f'{pad} {json.dumps(k, ensure_ascii=False)}: {compact_json(v, indent + 1)}' for k, v in o.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(o, list) and any(isinstance(x, dict) for x in o):
+        return "[\n" + ",\n".join(pad + " " + compact_json(x, indent + 1) for x in o) + "\n" + pad + "]"
+    return json.dumps(o, ensure_ascii=False, separators=(",", ":") if isinstance(o, list) else (", ", ": "))
+
+
+def squad_fixtures(minilm_dir, squad_dev):
+    out_dir = os.path.join(OUT, "squad")
+    os.makedirs(out_dir, exist_ok=True)
+    ref = qa_reference(os.path.join(OUT, "tiny_bert"))
+    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out_dir, "qa_reference.safetensors"))
+    print("qa loss", ref["loss"].item())
+    with open(os.path.join(out_dir, "qa_windows.json"), "w", encoding="utf-8") as f:
+        f.write(compact_json(qa_windows(minilm_dir, squad_dev)) + "\n")
+
+
 # ---------------------------------------------------------------- metrics
 
 
@@ -573,11 +775,18 @@ def metrics_fixture(path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--minilm", help="all-MiniLM-L6-v2 model folder (scripts/fetch_minilm.sh)")
-    ap.add_argument("--only", choices=["roberta", "peft"], help="write only these fixtures")
+    ap.add_argument("--minilm", help="all-MiniLM-L6-v2 model folder (scripts/fetch_minilm.sh); for --only squad "
+                    "models/all-MiniLM-L6-v2 by default")
+    ap.add_argument("--squad-dev", default=os.path.join(ROOT, "..", "shared", "data", "squad", "dev-v1.1.json"),
+                    help="SQuAD v1.1 dev-v1.1.json (the squad fixtures)")
+    ap.add_argument("--only", choices=["roberta", "peft", "squad"], help="write only these fixtures")
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
+    if args.only == "squad":
+        squad_fixtures(args.minilm or os.path.join(ROOT, "models", "all-MiniLM-L6-v2"), args.squad_dev)
+        print("SQuAD fixtures written to", os.path.abspath(os.path.join(OUT, "squad")))
+        return
     if args.only == "peft":
         peft_golden_steps(os.path.join(OUT, "tiny_bert"), os.path.join(OUT, "golden_steps"))
         print("LoRA/adapter fixtures written to", os.path.abspath(OUT))
@@ -587,7 +796,7 @@ def main():
         print("RoBERTa fixtures written to", os.path.abspath(OUT))
         return
     if not args.minilm:
-        ap.error("--minilm is required (unless --only roberta)")
+        ap.error("--minilm is required (unless --only roberta|peft|squad)")
 
     tiny_dir = os.path.join(OUT, "tiny_bert")
     model = make_tiny(tiny_dir)
@@ -616,6 +825,7 @@ def main():
     golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
     roberta_fixtures()
     peft_golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
+    squad_fixtures(args.minilm, args.squad_dev)
     metrics_fixture(os.path.join(OUT, "metrics.json"))
     print("fixtures written to", os.path.abspath(OUT))
 

@@ -1,5 +1,6 @@
 //! GLUE tasks: readers for the original GLUE TSV layout and for the Hugging Face parquet layout of
-//! `nyu-mll/glue`, label maps, and the examples the training loop consumes.
+//! `nyu-mll/glue`, label maps, and the examples the training loop consumes. SQuAD is a task here
+//! too (its name, metrics and files); its reader and evaluation live in [`crate::squad`].
 //!
 //! TSV quirks handled (see `shared/data/README.md`): CoLA train/dev have no header, MRPC files start
 //! with a UTF-8 BOM, quoting is off (plain tab split: sentences contain bare `"`).
@@ -35,6 +36,9 @@ pub enum Task {
     Wnli,
     #[serde(rename = "AX")]
     Ax,
+    /// SQuAD v1.1 span extraction ([`crate::squad`])
+    #[serde(rename = "SQuAD")]
+    Squad,
 }
 
 /// Which part of a task's data.
@@ -57,6 +61,8 @@ pub enum Metric {
     Matthews,
     Pearson,
     Spearman,
+    /// SQuAD's exact match (the official v1.1 script)
+    ExactMatch,
 }
 
 impl fmt::Display for Metric {
@@ -67,6 +73,7 @@ impl fmt::Display for Metric {
             Metric::Matthews => "mcc",
             Metric::Pearson => "pearson",
             Metric::Spearman => "spearman",
+            Metric::ExactMatch => "em",
         })
     }
 }
@@ -106,7 +113,7 @@ struct Layout {
     hf_labels: &'static [&'static str],
 }
 
-const ALL: [Task; 10] = [
+const ALL: [Task; 11] = [
     Task::CoLA,
     Task::Sst2,
     Task::Mrpc,
@@ -117,6 +124,7 @@ const ALL: [Task; 10] = [
     Task::Rte,
     Task::Wnli,
     Task::Ax,
+    Task::Squad,
 ];
 
 const BINARY: &[&str] = &["0", "1"];
@@ -225,6 +233,16 @@ impl Task {
                 labels: NLI3,
                 hf_labels: &["entailment", "neutral", "contradiction"],
             },
+            // JSON, not TSV or parquet: only the names are used ([`crate::squad`] reads it)
+            Task::Squad => Layout {
+                tsv_dir: "SQuAD",
+                hf_config: "squad",
+                tsv_text: ("question", Some("context")),
+                tsv_label: "",
+                hf_text: ("question", Some("context")),
+                labels: &[],
+                hf_labels: &[],
+            },
         }
     }
 
@@ -238,10 +256,17 @@ impl Task {
         self == Task::StsB
     }
 
-    /// Number of model outputs: classes, or 1 for regression.
+    /// Span extraction (SQuAD): a start and an end logit per token instead of a label.
+    pub fn is_span(self) -> bool {
+        self == Task::Squad
+    }
+
+    /// Number of model outputs: classes, 1 for regression, 2 (start, end) per token for spans.
     pub fn num_outputs(self) -> usize {
         if self.is_regression() {
             1
+        } else if self.is_span() {
+            2
         } else {
             self.labels().len()
         }
@@ -257,6 +282,7 @@ impl Task {
             Task::CoLA => &[Metric::Matthews, Metric::Accuracy],
             Task::Mrpc | Task::Qqp => &[Metric::F1, Metric::Accuracy],
             Task::StsB => &[Metric::Spearman, Metric::Pearson],
+            Task::Squad => &[Metric::ExactMatch, Metric::F1],
             _ => &[Metric::Accuracy],
         }
     }
@@ -337,12 +363,14 @@ pub struct Glue {
 pub enum DataFile {
     Tsv(PathBuf),
     Parquet(Vec<PathBuf>),
+    /// SQuAD's JSON file
+    Json(PathBuf),
 }
 
 impl DataFile {
     pub fn paths(&self) -> Vec<&Path> {
         match self {
-            DataFile::Tsv(p) => vec![p.as_path()],
+            DataFile::Tsv(p) | DataFile::Json(p) => vec![p.as_path()],
             DataFile::Parquet(ps) => ps.iter().map(|p| p.as_path()).collect(),
         }
     }
@@ -356,6 +384,9 @@ impl Glue {
     /// Find the file(s) holding `task`/`split`: `<root>/<TASK>/<split>.tsv` (GLUE layout) or
     /// `<root>/<config>/<split>-*.parquet` (HF `nyu-mll/glue` layout).
     pub fn locate(&self, task: Task, split: Split) -> Result<DataFile> {
+        if task == Task::Squad {
+            return Ok(DataFile::Json(crate::squad::locate(&self.root, split)?.0));
+        }
         if task == Task::Ax && split != Split::Test {
             bail!(
                 "GLUE AX is a diagnostic test set only (AX/diagnostic.tsv); it has no {split} split"
@@ -395,10 +426,23 @@ impl Glue {
         )
     }
 
-    /// Read every example of `task`/`split`.
+    /// Read every example of `task`/`split` (SQuAD: question and context, no label; training
+    /// reads it with [`crate::squad::load`]).
     pub fn load(&self, task: Task, split: Split) -> Result<Vec<Example>> {
+        if task == Task::Squad {
+            let (ex, _) = crate::squad::load(&self.root, split)?;
+            return Ok(ex
+                .into_iter()
+                .map(|e| Example {
+                    text_a: e.question,
+                    text_b: Some(e.context),
+                    label: Label::None,
+                })
+                .collect());
+        }
         match self.locate(task, split)? {
             DataFile::Tsv(p) => read_tsv(task, split, &p),
+            DataFile::Json(p) => bail!("{}: a JSON file is SQuAD's, not {task}'s", p.display()),
             DataFile::Parquet(ps) => {
                 let mut all = Vec::new();
                 for p in &ps {

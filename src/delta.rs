@@ -165,6 +165,7 @@ impl Delta {
             self.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
         let mut setter = Setter {
             family: model.family,
+            pooling: model.pooling,
             path: Vec::new(),
             tensors: by_name,
             applied: Vec::new(),
@@ -216,6 +217,7 @@ fn short(d: &str) -> &str {
 
 struct Setter<'a> {
     family: &'static crate::model::Family,
+    pooling: crate::model::HeadPooling,
     path: Vec<String>,
     tensors: BTreeMap<&'a str, &'a NamedTensor>,
     applied: Vec<String>,
@@ -230,7 +232,7 @@ impl ModuleMapper for Setter<'_> {
         self.path.pop();
     }
     fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let name = self.family.hf_task_name(&self.path.join("."));
+        let name = crate::model::hf_task_name(self.family, self.pooling, &self.path.join("."));
         let Some(t) = self.tensors.get(name.as_str()) else {
             return p;
         };

@@ -310,6 +310,9 @@ pub enum HeadPooling {
     Cls,
     /// mean of the non-padding hidden states → dropout → linear (pooler unused).
     Mean,
+    /// span extraction, HF's `BertForQuestionAnswering` (SQuAD): a linear layer `qa_outputs`
+    /// (hidden → start, end) on every token's hidden state; no pooler, no dropout.
+    Span,
 }
 
 impl fmt::Display for HeadPooling {
@@ -318,6 +321,7 @@ impl fmt::Display for HeadPooling {
             HeadPooling::Pooler => "pooler",
             HeadPooling::Cls => "cls",
             HeadPooling::Mean => "mean",
+            HeadPooling::Span => "span",
         })
     }
 }
@@ -329,7 +333,8 @@ impl std::str::FromStr for HeadPooling {
             "pooler" => Ok(HeadPooling::Pooler),
             "cls" => Ok(HeadPooling::Cls),
             "mean" => Ok(HeadPooling::Mean),
-            _ => bail!("unknown head pooling `{s}`; valid: pooler, cls, mean"),
+            "span" => Ok(HeadPooling::Span),
+            _ => bail!("unknown head pooling `{s}`; valid: pooler, cls, mean, span (SQuAD)"),
         }
     }
 }
@@ -630,7 +635,7 @@ impl BertClassifierConfig {
 impl BertClassifier {
     /// [`BertClassifierConfig::init`] with the config's fields as arguments.
     pub fn new(
-        bert: BertModel,
+        mut bert: BertModel,
         cfg: &BertConfig,
         num_labels: usize,
         pooling: HeadPooling,
@@ -650,13 +655,17 @@ impl BertClassifier {
             Param::from_tensor(Tensor::from_data(TensorData::new(w, [h, num_labels]), dev));
         classifier.bias = Some(Param::from_tensor(Tensor::zeros([num_labels], dev)));
         let family = cfg.family();
-        let dense = (family.head == HeadLayout::Dense).then(|| {
+        let dense = (family.head == HeadLayout::Dense && pooling != HeadPooling::Span).then(|| {
             let w: Vec<f32> = (0..h * h).map(|_| normal.sample(&mut rng)).collect();
             let mut d = linear(h, h, dev);
             d.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [h, h]), dev));
             d.bias = Some(Param::from_tensor(Tensor::zeros([h], dev)));
             d
         });
+        if pooling == HeadPooling::Span {
+            // BertForQuestionAnswering is built without a pooler
+            bert.pooler = None;
+        }
         BertClassifier {
             bert,
             dropout: DropoutConfig::new(cfg.hidden_dropout_prob).init(),
@@ -679,11 +688,33 @@ impl BertClassifier {
             .into_iter()
             .zip(params(self))
             .map(|(mut t, p)| {
-                t.name = self.family.hf_task_name(&p.path);
+                t.name = self.hf_task_name(&p.path);
                 t
             })
             .filter(|t| keep(&t.name, t.require_grad))
             .collect()
+    }
+
+    /// The HF task model's name of the tensor at `burn_path`: the family's, with the span head
+    /// named `qa_outputs` as in `BertForQuestionAnswering`.
+    pub fn hf_task_name(&self, burn_path: &str) -> String {
+        hf_task_name(self.family, self.pooling, burn_path)
+    }
+
+    /// Start and end logits `[batch, seq_len, 2]` of the span head ([`HeadPooling::Span`]).
+    pub fn forward_spans(
+        &self,
+        input_ids: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        mask: Tensor<2>,
+    ) -> Tensor<3> {
+        assert_eq!(
+            self.pooling,
+            HeadPooling::Span,
+            "forward_spans needs the span head"
+        );
+        let hidden = self.bert.forward(input_ids, token_type_ids, mask);
+        self.classifier.forward(hidden)
     }
 
     /// Set the output layer from HF-layout tensors (`classifier.weight`, RoBERTa's
@@ -699,12 +730,18 @@ impl BertClassifier {
         token_type_ids: Tensor<2, Int>,
         mask: Tensor<2>,
     ) -> Tensor<2> {
+        assert_ne!(
+            self.pooling,
+            HeadPooling::Span,
+            "the span head gives per-token logits: forward_spans"
+        );
         let hidden = self.bert.forward(input_ids, token_type_ids, mask.clone());
         let [b, s, h] = hidden.dims();
         let features = match self.pooling {
             HeadPooling::Pooler if self.bert.pooler.is_some() => self.bert.pool(hidden),
             // RoBERTa's head reads the <s> state itself
             HeadPooling::Pooler | HeadPooling::Cls => hidden.slice([0..b, 0..1]).reshape([b, h]),
+            HeadPooling::Span => unreachable!("asserted above"),
             HeadPooling::Mean => {
                 let m = mask.reshape([b, s, 1]);
                 let summed = (hidden * m.clone()).sum_dim(1).reshape([b, h]);
@@ -718,6 +755,15 @@ impl BertClassifier {
             None => x,
         };
         self.classifier.forward(x)
+    }
+}
+
+/// The HF task model's name of the tensor at `burn_path` in a [`BertClassifier`] of `family`
+/// with head `pooling`: the family's names, the span head named `qa_outputs`.
+pub fn hf_task_name(family: &Family, pooling: HeadPooling, burn_path: &str) -> String {
+    match burn_path.strip_prefix("classifier.") {
+        Some(rest) if pooling == HeadPooling::Span => format!("qa_outputs.{rest}"),
+        _ => family.hf_task_name(burn_path),
     }
 }
 

@@ -208,7 +208,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         key: "max_length",
-        doc: "an integer",
+        doc: "an integer (SQuAD: 384 unless given; windows overlap by 128 tokens, or half the window)",
         required_in_grid: false,
         apply: |c, v| {
             c.max_length = positive(v)?;
@@ -218,7 +218,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         key: "head",
-        doc: "pooler, cls, mean",
+        doc: "pooler, cls, mean (GLUE); SQuAD always trains the span head",
         required_in_grid: false,
         apply: |c, v| {
             c.head = string(v)?.parse::<HeadPooling>()?;
@@ -401,6 +401,24 @@ pub fn resolve(settings: &BTreeMap<String, Value>) -> Result<TrainConfig> {
     for (key, value) in settings {
         let s = find(key).ok_or_else(|| anyhow!("unknown key `{key}`"))?;
         (s.apply)(&mut c, value).map_err(|e| anyhow!("key `{key}` = {value}: {e:#}"))?;
+    }
+    // SQuAD trains the span head on windows of run_qa's default length unless told otherwise
+    if c.task.is_span() {
+        if settings.contains_key("head") && c.head != HeadPooling::Span {
+            bail!(
+                "key `head` = \"{}\": SQuAD trains the span head (qa_outputs); remove `head` or set it to \"span\"",
+                c.head
+            );
+        }
+        c.head = HeadPooling::Span;
+        if !settings.contains_key("max_length") {
+            c.max_length = crate::squad::DEFAULT_MAX_LENGTH;
+        }
+    } else if c.head == HeadPooling::Span {
+        bail!(
+            "key `head` = \"span\" is SQuAD's span head; {} takes pooler, cls or mean",
+            c.task
+        );
     }
     Ok(c)
 }

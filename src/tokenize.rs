@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
@@ -184,6 +184,113 @@ impl BertTokenizer {
 
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// A tokenizer for (question, context) pairs that splits a long context into overlapping
+    /// windows of `max_length` tokens, `stride` context tokens shared by neighbours (HF's
+    /// `truncation="only_second", return_overflowing_tokens=True, stride=…`).
+    pub fn windows(&self, stride: usize) -> Result<WindowTokenizer> {
+        let mut inner = self.inner.clone();
+        // windows are cut from the whole encoding (see `encode_windows`)
+        inner.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
+        Ok(WindowTokenizer {
+            inner,
+            max_length: self.max_length,
+            stride,
+            pad_id: self.pad_id,
+        })
+    }
+}
+
+/// One window of a (question, context) pair.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowEncoding {
+    pub enc: Encoded,
+    /// character offsets of every token into its own sequence ((0, 0) for special tokens)
+    pub offsets: Vec<(usize, usize)>,
+    /// 0 for question tokens, 1 for context tokens, None for special tokens
+    pub sequence_ids: Vec<Option<usize>>,
+}
+
+/// See [`BertTokenizer::windows`].
+pub struct WindowTokenizer {
+    inner: Tokenizer,
+    pub max_length: usize,
+    pub stride: usize,
+    pub pad_id: u32,
+}
+
+impl WindowTokenizer {
+    /// Every window of `question` + `context`, in context order, with character offsets: what
+    /// HF's fast tokenizer returns as the encoding and its overflowing encodings. The windows are
+    /// cut from the whole pair's encoding as `Encoding::truncate` cuts the context (ranges of
+    /// `max_length − question − specials` tokens, each starting `stride` tokens before the
+    /// previous one ended), each with the question and the special tokens around it. (tokenizers
+    /// 0.23.2's own overflow stops tokenising at `max_length` tokens and so loses every window
+    /// after the second: huggingface/tokenizers#2091.)
+    pub fn encode_windows(&self, question: &str, context: &str) -> Result<Vec<WindowEncoding>> {
+        let e = self
+            .inner
+            .encode_char_offsets((question, context), true)
+            .map_err(|e| anyhow!("{e} (question {question:?})"))?;
+        let seq = e.get_sequence_ids();
+        let whole = |range: std::ops::Range<usize>| -> Vec<usize> { range.collect() };
+        let Some(first) = seq.iter().position(|s| *s == Some(1)) else {
+            bail!("question {question:?}: the context has no tokens");
+        };
+        let last = seq
+            .iter()
+            .rposition(|s| *s == Some(1))
+            .expect("first exists");
+        let n = e.get_ids().len();
+        let around = n - (last + 1 - first);
+        let room = self.max_length.checked_sub(around).filter(|&r| r > 0).ok_or_else(|| {
+            anyhow!(
+                "question {question:?}: its {around} tokens with the special tokens leave no room for \
+                 the context in windows of {} tokens; raise max_length",
+                self.max_length
+            )
+        })?;
+        let context_len = last + 1 - first;
+        let ranges: Vec<(usize, usize)> = if context_len <= room {
+            vec![(0, context_len)]
+        } else {
+            if self.stride >= room {
+                bail!(
+                    "question {question:?}: a stride of {} tokens does not fit windows with room for {room} \
+                     context tokens; lower the stride or raise max_length",
+                    self.stride
+                );
+            }
+            let mut v = Vec::new();
+            let mut start = 0;
+            loop {
+                let stop = (start + room).min(context_len);
+                v.push((start, stop));
+                if stop == context_len {
+                    break;
+                }
+                start += room - self.stride;
+            }
+            v
+        };
+        let pick = |idx: &[usize]| WindowEncoding {
+            enc: Encoded {
+                input_ids: idx.iter().map(|&i| e.get_ids()[i]).collect(),
+                token_type_ids: idx.iter().map(|&i| e.get_type_ids()[i]).collect(),
+            },
+            offsets: idx.iter().map(|&i| e.get_offsets()[i]).collect(),
+            sequence_ids: idx.iter().map(|&i| seq[i]).collect(),
+        };
+        Ok(ranges
+            .into_iter()
+            .map(|(a, b)| {
+                let mut idx = whole(0..first);
+                idx.extend(first + a..first + b);
+                idx.extend(last + 1..n);
+                pick(&idx)
+            })
+            .collect())
     }
 }
 

@@ -152,6 +152,11 @@ impl TrainConfig {
 pub enum Targets {
     Classes(Vec<i64>),
     Scores(Vec<f32>),
+    /// token indices of the answer's start and end in each window (SQuAD)
+    Spans {
+        start: Vec<i64>,
+        end: Vec<i64>,
+    },
 }
 
 /// A model with its optimizer: the unit the golden-step test drives directly.
@@ -227,8 +232,13 @@ impl Trainer {
     pub fn step(&mut self, batch: &Batch, targets: &Targets, lr: f64) -> (f64, StepStats) {
         let model = self.model.take().expect("model present between steps");
         let (ids, tt, mask) = batch_tensors(batch, &self.device);
-        let logits = model.forward(ids, tt, mask);
-        let loss = loss(logits, targets, &self.device);
+        let loss = match targets {
+            Targets::Spans { start, end } => {
+                let logits = model.forward_spans(ids, tt, mask.clone());
+                span_loss(logits, mask, start, end, &self.device)
+            }
+            _ => loss(model.forward(ids, tt, mask), targets, &self.device),
+        };
         let loss_value = loss.clone().into_scalar::<f64>();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let (model, stats) = self.opt.step(lr, model, grads);
@@ -237,8 +247,30 @@ impl Trainer {
     }
 }
 
+/// BertForQuestionAnswering's loss: the mean of the start and the end cross-entropy over the
+/// window's tokens. Padding positions are masked out of the softmax (HF pads every window to 384
+/// and lets padding logits into it; here a window scores the same padded or not).
+pub fn span_loss(
+    logits: Tensor<3>,
+    mask: Tensor<2>,
+    start: &[i64],
+    end: &[i64],
+    dev: &Device,
+) -> Tensor<1> {
+    let [b, s, _] = logits.dims();
+    let pad = (mask - 1.0) * 1e4;
+    let ce = burn::nn::loss::CrossEntropyLossConfig::new().init(dev);
+    let side = |k: usize, y: &[i64]| {
+        let l = logits.clone().slice([0..b, 0..s, k..k + 1]).reshape([b, s]) + pad.clone();
+        let y = Tensor::<1, Int>::from_data(TensorData::new(y.to_vec(), [y.len()]), dev);
+        ce.forward(l, y)
+    };
+    (side(0, start) + side(1, end)) / 2.0
+}
+
 fn loss(logits: Tensor<2>, targets: &Targets, dev: &Device) -> Tensor<1> {
     match targets {
+        Targets::Spans { .. } => unreachable!("span targets go through span_loss"),
         Targets::Classes(y) => {
             let y = Tensor::<1, Int>::from_data(TensorData::new(y.clone(), [y.len()]), dev);
             burn::nn::loss::CrossEntropyLossConfig::new()
@@ -348,6 +380,12 @@ pub fn subset_indices(len: usize, n: Option<usize>, data_seed: u64) -> Vec<usize
         idx.sort_unstable();
     }
     idx
+}
+
+/// The training examples scored for the train metrics: all, or an `eval_train_size` sample of
+/// the training subset drawn apart from the subset itself (seed `data_seed` ^ "scor").
+fn train_score_sample(cfg: &TrainConfig, n_train: usize) -> Vec<usize> {
+    subset_indices(n_train, cfg.eval_train_size, cfg.data_seed ^ 0x7363_6f72)
 }
 
 /// Score `model` (inference copy, no autodiff) on examples.
@@ -501,8 +539,201 @@ pub enum Event<'a> {
     Note(String),
 }
 
-/// A run's examples, tokenised: the training subset and every dev split.
-struct TaskData {
+/// A run's data, tokenised: GLUE examples, or SQuAD questions cut into windows.
+enum TaskData {
+    Glue(GlueData),
+    Squad(SquadData),
+}
+
+impl TaskData {
+    fn load(
+        cfg: &TrainConfig,
+        model_dir: &std::path::Path,
+        cache: Option<&TokenCache>,
+        on_event: &mut impl FnMut(Event),
+    ) -> Result<TaskData> {
+        Ok(if cfg.task.is_span() {
+            TaskData::Squad(SquadData::load(cfg, model_dir, on_event)?)
+        } else {
+            TaskData::Glue(GlueData::load(cfg, model_dir, cache, on_event)?)
+        })
+    }
+
+    /// Training units: examples (GLUE) or windows (SQuAD); one epoch steps over all of them.
+    fn n_train(&self) -> usize {
+        match self {
+            TaskData::Glue(d) => d.train_enc.len(),
+            TaskData::Squad(d) => d.train_windows.len(),
+        }
+    }
+
+    /// The batch of training units `idx` and its targets.
+    fn batch(&self, task: Task, idx: &[usize]) -> (Batch, Targets) {
+        match self {
+            TaskData::Glue(d) => {
+                let enc: Vec<&Encoded> = idx.iter().map(|&j| &d.train_enc[j]).collect();
+                let ex: Vec<&Example> = idx.iter().map(|&j| &d.train_ex[j]).collect();
+                (Batch::collate(&enc, d.pad_id, d.pad_to), targets(task, &ex))
+            }
+            TaskData::Squad(d) => {
+                let w: Vec<&crate::squad::Window> =
+                    idx.iter().map(|&j| &d.train_windows[j]).collect();
+                let enc: Vec<&Encoded> = w.iter().map(|w| &w.enc).collect();
+                let targets = Targets::Spans {
+                    start: w.iter().map(|w| w.target.0 as i64).collect(),
+                    end: w.iter().map(|w| w.target.1 as i64).collect(),
+                };
+                (Batch::collate(&enc, d.pad_id, d.pad_to), targets)
+            }
+        }
+    }
+
+    fn evaluate(
+        &self,
+        cfg: &TrainConfig,
+        model: &BertClassifier,
+        dev: &Device,
+    ) -> (Option<Scores>, BTreeMap<String, Scores>) {
+        match self {
+            TaskData::Glue(d) => d.evaluate(cfg, model, dev),
+            TaskData::Squad(d) => d.evaluate(cfg, model, dev),
+        }
+    }
+}
+
+/// SQuAD questions and their windows: the training subset (and the sample of it scored for the
+/// train metrics) and the dev questions.
+struct SquadData {
+    train_windows: Vec<crate::squad::Window>,
+    /// the training questions scored for the train metrics, with their windows
+    train_scored: (Vec<crate::squad::SquadExample>, Vec<crate::squad::Window>),
+    dev: (Vec<crate::squad::SquadExample>, Vec<crate::squad::Window>),
+    pad_id: u32,
+    pad_to: Option<usize>,
+}
+
+impl SquadData {
+    fn load(
+        cfg: &TrainConfig,
+        model_dir: &std::path::Path,
+        on_event: &mut impl FnMut(Event),
+    ) -> Result<SquadData> {
+        use crate::squad;
+        let root = crate::hub::resolve_data(&cfg.data.to_string_lossy())?;
+        let tok = BertTokenizer::from_model_dir(model_dir, cfg.max_length)?
+            .windows(squad::stride_for(cfg.max_length))?;
+        let (all_train, note) = squad::load(&root, Split::Train)?;
+        if let Some(n) = note {
+            on_event(Event::Note(n));
+        }
+        if let Some(n) = cfg.train_size.filter(|&n| n > all_train.len()) {
+            on_event(Event::Note(train_size_note(n, all_train.len(), cfg.task)));
+        }
+        let keep = subset_indices(all_train.len(), cfg.train_size, cfg.data_seed);
+        let train: Vec<squad::SquadExample> = keep.iter().map(|&i| all_train[i].clone()).collect();
+        let train_windows = squad::windows(&tok, &train).context("windows of the training set")?;
+        let scored = train_score_sample(cfg, train.len());
+        let train_scored = if cfg.eval_train && scored.len() < train.len() {
+            let ex: Vec<squad::SquadExample> = scored.iter().map(|&i| train[i].clone()).collect();
+            let w = squad::windows(&tok, &ex)?;
+            (ex, w)
+        } else if cfg.eval_train {
+            (train, train_windows.clone())
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let (mut dev_ex, _) = squad::load(&root, Split::Dev)?;
+        if let Some(n) = cfg.eval_size {
+            dev_ex.truncate(n);
+        }
+        let dev_windows = squad::windows(&tok, &dev_ex).context("windows of the dev set")?;
+        Ok(SquadData {
+            train_windows,
+            train_scored,
+            dev: (dev_ex, dev_windows),
+            pad_id: tok.pad_id,
+            pad_to: cfg.pad_to_max_length.then_some(cfg.max_length),
+        })
+    }
+
+    fn evaluate(
+        &self,
+        cfg: &TrainConfig,
+        model: &BertClassifier,
+        dev: &Device,
+    ) -> (Option<Scores>, BTreeMap<String, Scores>) {
+        let score = |(ex, w): &(Vec<crate::squad::SquadExample>, Vec<crate::squad::Window>)| {
+            evaluate_squad(model, ex, w, self.pad_id, self.pad_to, dev)
+        };
+        let train = cfg.eval_train.then(|| score(&self.train_scored));
+        let devs = BTreeMap::from([(Split::Dev.to_string(), score(&self.dev))]);
+        (train, devs)
+    }
+}
+
+/// Score `model` on SQuAD questions from their windows: start and end logits per window (in
+/// length-sorted batches), the best span per question over its windows
+/// ([`crate::squad::best_answer`]), and the official exact match and F1 (keys `em`, `f1`, as
+/// fractions), with the share of questions answered by the fallback "empty" (`pred_empty_share`).
+pub fn evaluate_squad(
+    model: &BertClassifier,
+    examples: &[crate::squad::SquadExample],
+    windows: &[crate::squad::Window],
+    pad_id: u32,
+    pad_to: Option<usize>,
+    dev: &Device,
+) -> Scores {
+    use crate::squad;
+    const EVAL_BATCH: usize = 32;
+    let mut order: Vec<usize> = (0..windows.len()).collect();
+    order.sort_by_key(|&i| windows[i].enc.input_ids.len());
+    let mut logits: Vec<(Vec<f32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); windows.len()];
+    for chunk in order.chunks(EVAL_BATCH) {
+        let refs: Vec<&Encoded> = chunk.iter().map(|&i| &windows[i].enc).collect();
+        let b = Batch::collate(&refs, pad_id, pad_to);
+        let (ids, tt, mask) = batch_tensors(&b, dev);
+        let v: Vec<f32> = model
+            .forward_spans(ids, tt, mask)
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .expect("f32 tensor");
+        for (row, &i) in chunk.iter().enumerate() {
+            let n = windows[i].enc.input_ids.len();
+            let at = |t: usize, k: usize| v[(row * b.seq_len + t) * 2 + k];
+            logits[i] = (
+                (0..n).map(|t| at(t, 0)).collect(),
+                (0..n).map(|t| at(t, 1)).collect(),
+            );
+        }
+    }
+    let mut per_example: Vec<Vec<squad::WindowLogits>> = vec![Vec::new(); examples.len()];
+    for (w, (s, e)) in windows.iter().zip(&logits) {
+        per_example[w.example].push((w, s, e));
+    }
+    let predictions: std::collections::HashMap<String, String> = examples
+        .iter()
+        .zip(&per_example)
+        .map(|(ex, ws)| {
+            (
+                ex.id.clone(),
+                squad::best_answer(&ex.context, ws, squad::N_BEST, squad::MAX_ANSWER_TOKENS),
+            )
+        })
+        .collect();
+    let (em, f1) = squad::evaluate(examples, &predictions);
+    let empty = predictions.values().filter(|p| *p == "empty").count();
+    Scores::from([
+        (crate::data::Metric::ExactMatch.to_string(), em),
+        (crate::data::Metric::F1.to_string(), f1),
+        (
+            "pred_empty_share".to_string(),
+            empty as f64 / examples.len().max(1) as f64,
+        ),
+    ])
+}
+
+/// A GLUE run's examples, tokenised: the training subset and every dev split.
+struct GlueData {
     train_ex: Vec<Example>,
     train_enc: Vec<Encoded>,
     /// the training examples scored for the train metrics (all of them unless eval_train_size)
@@ -514,13 +745,13 @@ struct TaskData {
     pad_to: Option<usize>,
 }
 
-impl TaskData {
+impl GlueData {
     fn load(
         cfg: &TrainConfig,
         model_dir: &std::path::Path,
         cache: Option<&TokenCache>,
         on_event: &mut impl FnMut(Event),
-    ) -> Result<TaskData> {
+    ) -> Result<GlueData> {
         let task = cfg.task;
         let glue = Glue::new(crate::hub::resolve_data(&cfg.data.to_string_lossy())?);
         let tok = BertTokenizer::from_model_dir(model_dir, cfg.max_length)?;
@@ -547,13 +778,8 @@ impl TaskData {
             }
             devs.push((split.to_string(), ex, enc));
         }
-        // a sample of the training subset, drawn apart from the subset itself
-        let train_scored = subset_indices(
-            train_ex.len(),
-            cfg.eval_train_size,
-            cfg.data_seed ^ 0x7363_6f72, // "scor"
-        );
-        Ok(TaskData {
+        let train_scored = train_score_sample(cfg, train_ex.len());
+        Ok(GlueData {
             train_ex,
             train_enc,
             train_scored,
@@ -664,7 +890,7 @@ pub fn train(
     );
     let before = bias_vectors(trainer.model());
 
-    let n_train = data.train_enc.len();
+    let n_train = data.n_train();
     let steps_per_epoch = n_train.div_ceil(cfg.batch_size);
     let n_epochs = cfg.effective_epochs(n_train);
     let total_steps = steps_per_epoch * n_epochs;
@@ -679,11 +905,9 @@ pub fn train(
         order.shuffle(&mut rng);
         let mut loss_sum = 0.0;
         for (i, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            let enc: Vec<&Encoded> = chunk.iter().map(|&j| &data.train_enc[j]).collect();
-            let ex: Vec<&Example> = chunk.iter().map(|&j| &data.train_ex[j]).collect();
-            let batch = Batch::collate(&enc, data.pad_id, data.pad_to);
+            let (batch, targets) = data.batch(task, chunk);
             let lr = cfg.schedule.lr(cfg.lr, step, total_steps);
-            let (loss, _) = trainer.step(&batch, &targets(task, &ex), lr);
+            let (loss, _) = trainer.step(&batch, &targets, lr);
             step += 1;
             if !loss.is_finite() {
                 diverged = true;

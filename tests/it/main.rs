@@ -13,4 +13,5 @@ mod report;
 mod roberta;
 mod settings;
 mod slurm;
+mod squad;
 mod tokenizer;

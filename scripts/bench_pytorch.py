@@ -8,6 +8,10 @@ Same model shape (random init), batch, sequence length (all tokens real), dropou
     python3 scripts/bench_pytorch.py --model models/all-MiniLM-L6-v2 --batch-size 32 --seq-len 128
     python3 scripts/bench_pytorch.py --shape bert-base-cased
     python3 scripts/bench_pytorch.py --device cuda          # on a GPU (scripts/gpu_check.sh)
+    python3 scripts/bench_pytorch.py --span --seq-len 384 --batch-size 8   # SQuAD's QA head
+
+`--span` benches BertForQuestionAnswering (start/end positions as targets), `repro bench --span`'s
+workload.
 """
 import argparse
 import json
@@ -36,7 +40,7 @@ def forward_flops(c, batch, seq):
 
 def one(args):
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -49,7 +53,7 @@ def one(args):
     cfg.attn_implementation = "eager"
     cfg._attn_implementation = "eager"  # transformers 5 reads this one
     dev = torch.device(args.device)
-    model = BertForSequenceClassification(cfg).to(dev)
+    model = (BertForQuestionAnswering if args.span else BertForSequenceClassification)(cfg).to(dev)
     for n, p in model.named_parameters():
         p.requires_grad = trainable(args.method, n)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -58,13 +62,17 @@ def one(args):
     b, s = args.batch_size, args.seq_len
     ids = (1 + (torch.arange(b * s) * 7919) % (cfg.vocab_size - 1)).reshape(b, s).to(dev)
     mask = torch.ones(b, s, dtype=torch.long, device=dev)
-    labels = (torch.arange(b) % 2).to(dev)
+    if args.span:
+        start = ((torch.arange(b) * 37) % s).to(dev)
+        targets = dict(start_positions=start, end_positions=torch.clamp(start + 3, max=s - 1))
+    else:
+        targets = dict(labels=(torch.arange(b) % 2).to(dev))
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     for step in range(args.warmup + args.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out = model(input_ids=ids, attention_mask=mask, **targets)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -77,7 +85,7 @@ def one(args):
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if dev.type == "cuda":  # device memory is what matters there
         rss = torch.cuda.max_memory_allocated() / 2**20
-    row = dict(shape=name, backend=f"pytorch-{torch.__version__}-{dev.type}", method=args.method, batch_size=b, seq_len=s,
+    row = dict(shape=name, head="span" if args.span else "pooler", backend=f"pytorch-{torch.__version__}-{dev.type}", method=args.method, batch_size=b, seq_len=s,
                threads=torch.get_num_threads(), steps=args.steps, ms_per_step_median=med, ms_per_step_min=times[0],
                examples_per_second=b / (med / 1000), peak_rss_mib=rss,
                gflop_per_step=gflop, gflops_per_second=gflop / (med / 1000),
@@ -97,6 +105,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cpu", help="cpu or cuda (peak memory: RSS on cpu, max allocated on cuda)")
+    ap.add_argument("--span", action="store_true", help="BertForQuestionAnswering (SQuAD) instead of the classifier")
     ap.add_argument("--json")
     ap.add_argument("--one", action="store_true")
     args = ap.parse_args()
@@ -107,6 +116,7 @@ def main():
         cmd = [sys.executable, __file__, "--one", "--method", m] + [
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
             if k in ("model", "shape", "batch_size", "seq_len", "steps", "warmup", "threads", "device") and v is not None]
+        cmd += ["--span"] if args.span else []
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
     print(f"{'shape':<16} {'backend':<16} {'method':<10} {'batch':>5} {'seq':>4} {'ms/step':>11} {'ex/s':>9} "

@@ -38,9 +38,10 @@ def bias_kinds(method):
 
 def trainable(method, name):
     """Whether `method` (full_ft, bitfit, frozen, or a bias subset such as b_q+b_m2) trains the
-    BertForSequenceClassification parameter `name`. The classifier always trains; a bias subset
-    also trains pooler.dense.bias (as the reference code does)."""
-    if name.startswith("classifier."):
+    BertForSequenceClassification (or BertForQuestionAnswering) parameter `name`. The task head
+    (`classifier.`, `qa_outputs.`) always trains; a bias subset also trains pooler.dense.bias (as
+    the reference code does)."""
+    if name.startswith(("classifier.", "qa_outputs.")):
         return True
     if method == "full_ft":
         return True

@@ -2,8 +2,10 @@
 //!
 //! Each (backend, method) cell runs in its own process (`repro bench --one …`), so the peak RSS
 //! it reports (VmHWM) is that cell's alone. Weights are random: speed does not depend on values.
-//! The workload: BertForSequenceClassification (pooler head, 2 labels), every sequence
-//! `seq_len` real tokens (no padding), dropout on, the harness's AdamW + global clipping.
+//! The workload: BertForSequenceClassification (pooler head, 2 labels), or with `span` SQuAD's
+//! BertForQuestionAnswering (start/end logits per token, the mean of both cross-entropies);
+//! every sequence `seq_len` real tokens (no padding), dropout on, the harness's AdamW + global
+//! clipping.
 
 use std::time::Instant;
 
@@ -18,6 +20,9 @@ use crate::tokenize::Batch;
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct BenchRow {
     pub shape: String,
+    /// `pooler` (sequence classification) or `span` (SQuAD); older rows have none
+    #[serde(default)]
+    pub head: String,
     pub backend: String,
     pub method: String,
     pub batch_size: usize,
@@ -69,6 +74,8 @@ pub struct Workload {
     pub seq: usize,
     pub warmup: usize,
     pub steps: usize,
+    /// SQuAD's span head instead of the classifier
+    pub span: bool,
 }
 
 /// One cell, in this process.
@@ -76,9 +83,14 @@ pub fn bench_one(w: &Workload, backend: Backend, method: &Method) -> Result<Benc
     let (cfg, batch, seq) = (&w.config, w.batch, w.seq);
     let dev = backend.device()?.autodiff();
     dev.seed(0);
+    let pooling = if w.span {
+        HeadPooling::Span
+    } else {
+        HeadPooling::Pooler
+    };
     let head = BertClassifierConfig {
         num_labels: 2,
-        pooling: HeadPooling::Pooler,
+        pooling,
         seed: 0,
     };
     let model = head.init(cfg.init(&dev), cfg, &dev);
@@ -95,7 +107,13 @@ pub fn bench_one(w: &Workload, backend: Backend, method: &Method) -> Result<Benc
         token_type_ids: vec![0; n],
         attention_mask: vec![1; n],
     };
-    let targets = Targets::Classes((0..batch).map(|k| (k % 2) as i64).collect());
+    let targets = if w.span {
+        let start: Vec<i64> = (0..batch).map(|k| ((k * 37) % seq) as i64).collect();
+        let end = start.iter().map(|&s| (s + 3).min(seq as i64 - 1)).collect();
+        Targets::Spans { start, end }
+    } else {
+        Targets::Classes((0..batch).map(|k| (k % 2) as i64).collect())
+    };
     let mut times = Vec::new();
     for s in 0..w.warmup + w.steps {
         let t0 = Instant::now();
@@ -111,6 +129,7 @@ pub fn bench_one(w: &Workload, backend: Backend, method: &Method) -> Result<Benc
     let gflop = fwd * if *method == Method::FullFt { 3.0 } else { 2.0 } / 1e9;
     Ok(BenchRow {
         shape: w.shape_name.clone(),
+        head: pooling.to_string(),
         backend: backend.name().to_string(),
         method: method.to_string(),
         batch_size: batch,
@@ -183,9 +202,14 @@ pub fn render(rows: &[BenchRow]) -> String {
         "trainable"
     );
     for r in rows {
+        let shape = if r.head == "span" {
+            format!("{} span", r.shape)
+        } else {
+            r.shape.clone()
+        };
         s.push_str(&format!(
             "{:<16} {:<8} {:<10} {:>5} {:>4} {:>11.0} {:>9.2} {:>9.1} {:>8.0} {:>9}\n",
-            r.shape,
+            shape,
             r.backend,
             r.method,
             r.batch_size,

@@ -184,6 +184,10 @@ struct BenchArgs {
     steps: usize,
     #[arg(long, default_value_t = 1)]
     warmup: usize,
+    /// SQuAD's span head (BertForQuestionAnswering) instead of the classifier; run_qa's windows
+    /// are 384 tokens: --span --seq-len 384
+    #[arg(long)]
+    span: bool,
     /// also write the rows as JSON here
     #[arg(long)]
     json: Option<PathBuf>,
@@ -223,6 +227,7 @@ fn bench(a: BenchArgs) -> Result<()> {
             seq: a.seq_len,
             warmup: a.warmup,
             steps: a.steps,
+            span: a.span,
         };
         let row = bench::bench_one(&workload, backend, &method)?;
         println!("{}", serde_json::to_string(&row)?);
@@ -240,6 +245,9 @@ fn bench(a: BenchArgs) -> Result<()> {
     ];
     if let Some(s) = &a.shape {
         shared.push(format!("--shape={s}"));
+    }
+    if a.span {
+        shared.push("--span".into());
     }
     let rows = bench::bench_all(&a.backends, &a.methods, |backend, method| {
         let mut args = vec!["bench".to_string()];

@@ -130,6 +130,7 @@ pub fn headline_label(task: &str) -> &'static str {
         "CoLA" => "MCC",
         "MRPC" | "QQP" => "F1",
         "STS-B" => "Spearman",
+        "SQuAD" => "exact match",
         _ => "accuracy",
     }
 }
@@ -382,8 +383,8 @@ struct SizeFig {
     model: String,
     protocol: String,
     note: String,
-    /// task → method → points sorted by size
-    panels: Vec<(String, Lines)>,
+    /// (task, metric label, method → points sorted by size)
+    panels: Vec<(String, String, Lines)>,
 }
 
 fn panel_grid(n: usize) -> (usize, usize) {
@@ -543,7 +544,7 @@ impl Draw for SizeFig {
             "Fig. 2 · dev score vs training-set size — {} (±1 std over seeds)",
             self.model
         );
-        for (area, (task, lines)) in
+        for (area, (task, metric, lines)) in
             panels(root, &title, &self.protocol, &self.note, self.panels.len())?
                 .iter()
                 .zip(&self.panels)
@@ -554,10 +555,11 @@ impl Draw for SizeFig {
                 xs.iter().copied().fold(0.0, f64::max),
             );
             let range = ((x0 / 1.3)..(x1 * 1.3)).log_scale();
-            let y_desc = format!("dev {} ×100", headline_label(task));
+            let y_desc = format!("dev {metric} ×100");
+            let caption = format!("{task} · {metric}");
             let mut chart = draw_lines(
                 area,
-                task,
+                &caption,
                 range,
                 lines,
                 ("training examples (log scale)", &y_desc),
@@ -842,28 +844,39 @@ pub fn all(
         skipped.push("fig1_bias_change: no run trained any bias vector".into());
     }
 
-    // Fig. 2: tasks with at least two training sizes for some method; setting → task → lines,
-    // each line's points in training-size order
-    let mut by_setting: BTreeMap<Setting, BTreeMap<&str, Lines>> = BTreeMap::new();
+    // Fig. 2: tasks with at least two training sizes for some method; setting → (task, metric)
+    // → lines, each line's points in training-size order. A panel per task for its headline
+    // metric; SQuAD (the paper's Fig. 2: exact match) gets a second panel for F1.
+    type PanelKey<'k> = (&'k str, usize, &'static str);
+    let mut by_setting: BTreeMap<Setting, BTreeMap<PanelKey, Lines>> = BTreeMap::new();
     for (key, c) in best.iter().filter(|(_, c)| c.mean.is_finite()) {
-        by_setting
-            .entry(key.setting())
-            .or_default()
-            .entry(&key.task)
-            .or_default()
-            .entry(key.method.clone())
-            .or_default()
-            .push((c.examples, c.mean, c.std));
+        let mut points = vec![(0, headline_label(&key.task), c.mean, c.std)];
+        if key.task == "SQuAD"
+            && let Some(&f1) = c.secondary.get("f1")
+        {
+            let std = c.secondary_std.get("f1").copied().unwrap_or(f64::NAN);
+            points.push((1, "F1", f1, std));
+        }
+        for (order, metric, mean, std) in points {
+            by_setting
+                .entry(key.setting())
+                .or_default()
+                .entry((&key.task, order, metric))
+                .or_default()
+                .entry(key.method.clone())
+                .or_default()
+                .push((c.examples, mean, std));
+        }
     }
     for (Setting { model, protocol }, tasks) in by_setting {
-        let panels: Vec<(String, Lines)> = tasks
+        let panels: Vec<(String, String, Lines)> = tasks
             .into_iter()
             .filter(|(_, m)| m.values().any(|p| p.len() >= 2))
-            .map(|(t, mut m)| {
+            .map(|((t, _, metric), mut m)| {
                 m.retain(|_, p| p.len() >= 2);
                 m.values_mut()
                     .for_each(|p| p.sort_by(|a, b| a.0.total_cmp(&b.0)));
-                (t.to_string(), m)
+                (t.to_string(), metric.to_string(), m)
             })
             .collect();
         if panels.is_empty() {

@@ -612,6 +612,8 @@ pub struct Cell {
     pub param_pct: f64,
     /// the other dev metrics at the same learning rate: name → mean ×100
     pub secondary: BTreeMap<String, f64>,
+    /// their sample std ×100 (NaN for n < 2)
+    pub secondary_std: BTreeMap<String, f64>,
 }
 
 /// The tables' cells: each cell's headline metric at its selected learning rate.
@@ -640,6 +642,7 @@ pub fn best_cells(rows: &[AggRow]) -> BestCells {
             examples: a.examples,
             param_pct: a.param_pct,
             secondary: BTreeMap::new(),
+            secondary_std: BTreeMap::new(),
         };
         let better = match out.get(&a.key) {
             None => true,
@@ -654,6 +657,7 @@ pub fn best_cells(rows: &[AggRow]) -> BestCells {
             && c.lr == a.lr
         {
             c.secondary.insert(a.metric.clone(), a.best_mean);
+            c.secondary_std.insert(a.metric.clone(), a.best_std);
         }
     }
     out

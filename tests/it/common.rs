@@ -41,6 +41,25 @@ pub fn minilm() -> Option<PathBuf> {
     None
 }
 
+/// The repro binary, run from the repository root.
+pub fn repro() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_repro"));
+    c.current_dir(repo());
+    c
+}
+
+/// Run `cmd`, assert that it succeeded, and return its stdout followed by its stderr.
+pub fn succeed(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed: {text}");
+    text
+}
+
 pub struct Tensors {
     bytes: Vec<u8>,
 }

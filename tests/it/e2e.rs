@@ -4,13 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{minilm, repo};
-
-fn repro() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_repro"));
-    c.current_dir(repo());
-    c
-}
+use crate::common::{minilm, repo, repro};
 
 fn run_dirs(store: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(store.join("runs"))
@@ -326,27 +320,27 @@ fn diverged_runs_are_recorded_and_shards_split_the_grid() {
 fn bench_reports_every_cell() {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("bench.json");
-    let out = repro()
-        .args([
-            "bench",
-            "--model",
-            "tests/fixtures/tiny_bert",
-            "--batch-size",
-            "2",
-            "--seq-len",
-            "8",
-            "--steps",
-            "2",
-        ])
-        .args(["--backends", "ndarray,flex", "--methods", "full_ft,bitfit"])
-        .arg(format!("--json={}", json.display()))
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // one tiny-model bench into `json`: its printed table and its rows
+    let bench = |backends: &str, methods: &str, extra: &[&str]| {
+        let text = crate::common::succeed(
+            repro()
+                .args([
+                    "bench",
+                    "--model",
+                    "tests/fixtures/tiny_bert",
+                    "--batch-size",
+                    "2",
+                ])
+                .args(["--seq-len", "8", "--steps", "2", "--backends", backends])
+                .args(["--methods", methods])
+                .args(extra)
+                .arg(format!("--json={}", json.display())),
+        );
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        (text, rows)
+    };
+    let (text, rows) = bench("ndarray,flex", "full_ft,bitfit", &[]);
     assert_eq!(rows.len(), 4);
     for r in &rows {
         assert!(r["ms_per_step_median"].as_f64().unwrap() > 0.0);
@@ -360,6 +354,15 @@ fn bench_reports_every_cell() {
     };
     assert!(trainable("bitfit") * 10 < trainable("full_ft"));
     assert!(text.contains("ms/step"), "{text}");
+
+    // SQuAD's span head: no pooler, qa_outputs (hidden -> 2)
+    let (text, span) = bench("ndarray", "bitfit", &["--span"]);
+    assert_eq!(span[0]["head"], "span");
+    // tiny BERT (H 32, I 128, 2 layers): embeddings.LayerNorm + 2 x (7 x 32 + 128) biases, then
+    // qa_outputs 32 x 2 + 2; the classifier's bitfit count has the pooler bias and the head too
+    assert_eq!(span[0]["trainable_params"], 32 + 2 * (7 * 32 + 128) + 66);
+    assert_eq!(trainable("bitfit"), 32 + 2 * (7 * 32 + 128) + 32 + 66);
+    assert!(text.contains("tiny_bert span"), "{text}");
 }
 
 /// The committed run records regenerate the committed paper_tables/ byte for byte: what a fresh

@@ -245,6 +245,7 @@ fn paper_average_averages_mnli_first() {
         examples: 1.0,
         param_pct: 0.1,
         secondary: BTreeMap::new(),
+        secondary_std: BTreeMap::new(),
     };
     let mut cells: BTreeMap<String, Cell> = bitfit_repro::report::PAPER_TASKS
         .iter()
@@ -1014,4 +1015,53 @@ fn a_run_in_two_stores_counts_once() {
         [0, 1],
         "the shared run once, then the other store's own run"
     );
+}
+
+#[test]
+fn squad_fig2_has_an_exact_match_and_an_f1_panel() {
+    // SQuAD runs at two sizes: em headline, f1 secondary
+    let mut results = Vec::new();
+    for (size, em, f1) in [(100, 0.20, 0.30), (1000, 0.40, 0.55)] {
+        for (method, shift) in [("bitfit", 0.0), ("full_ft", 0.05)] {
+            for seed in 0..2u64 {
+                let mut r = result(method, seed, Some(size), 1e-3, 0.5, &[0.0]);
+                r.config.task = "SQuAD".parse().unwrap();
+                r.config.head = bitfit_repro::model::HeadPooling::Span;
+                r.headline = "em".into();
+                let j = seed as f64 * 0.01;
+                let s: BTreeMap<String, f64> = [
+                    ("em".to_string(), em + shift + j),
+                    ("f1".to_string(), f1 + shift + j),
+                ]
+                .into();
+                r.epochs[0].dev = [("dev".to_string(), s.clone())].into();
+                r.epochs[0].train = Some(s);
+                results.push(r);
+            }
+        }
+    }
+    let rows: Vec<RunRow> = results.iter().flat_map(|r| rows_of(r, ALL.epoch)).collect();
+    let best = best_lr(&aggregate(&rows, &ALL).unwrap()).unwrap();
+    let figs = figures::all(&[], &best, &[], &[], &ALL).unwrap();
+    let fig2 = figs
+        .figures
+        .iter()
+        .find(|f| f.name.starts_with("fig2_train_size"))
+        .unwrap_or_else(|| panic!("no Fig. 2: {:?}", figs.skipped));
+    for s in [
+        "SQuAD · exact match",
+        "SQuAD · F1",
+        "dev exact match ×100",
+        "dev F1 ×100",
+    ] {
+        assert!(fig2.svg.contains(s), "Fig. 2 (SQuAD) lacks {s}");
+    }
+    // the F1 panel plots the F1 means: Full-FT at 1,000 examples = (60 + 61) / 2
+    let cell = best
+        .iter()
+        .find(|(k, _)| k.method == "full_ft" && k.train_size == 1000)
+        .unwrap()
+        .1;
+    assert!((cell.secondary["f1"] - 60.5).abs() < 1e-9);
+    assert!((cell.secondary_std["f1"] - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-9);
 }

@@ -13,7 +13,7 @@ use bitfit_repro::tokenize::{BertTokenizer, Encoded};
 use burn::prelude::*;
 use serde_json::Value;
 
-use crate::common::{Tensors, fixtures, max_abs_diff, minilm, shared_data};
+use crate::common::{Tensors, fixtures, max_abs_diff, minilm, repro, shared_data, succeed};
 
 fn json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -397,37 +397,27 @@ fn repro_train_runs_squad_end_to_end() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_repro"))
-        .current_dir(crate::common::repo())
-        .args([
-            "train",
-            "--task",
-            "SQuAD",
-            "--data",
-            &shared_data().join("squad").to_string_lossy(),
-            "--method",
-            "bitfit",
-            "--lr",
-            "1e-3",
-            "--epochs",
-            "1",
-            "--train-size",
-            "12",
-            "--eval-size",
-            "12",
-            "--max-length",
-            "128",
-            "--out",
-            &tmp.path().join("run.json").to_string_lossy(),
-        ])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+    let text = succeed(repro().args([
+        "train",
+        "--task",
+        "SQuAD",
+        "--data",
+        &shared_data().join("squad").to_string_lossy(),
+        "--method",
+        "bitfit",
+        "--lr",
+        "1e-3",
+        "--epochs",
+        "1",
+        "--train-size",
+        "12",
+        "--eval-size",
+        "12",
+        "--max-length",
+        "128",
+        "--out",
+        &tmp.path().join("run.json").to_string_lossy(),
+    ]));
     assert!(text.contains("train part of dev-v1.1.json"), "{text}");
     let r: bitfit_repro::finetune::RunResult =
         serde_json::from_slice(&std::fs::read(tmp.path().join("run.json")).unwrap()).unwrap();
@@ -439,6 +429,25 @@ fn repro_train_runs_squad_end_to_end() {
     }
     assert!(dev["f1"] >= dev["em"], "F1 is at least EM");
     assert!(r.train_examples >= 12, "windows of 12 questions");
+    // the smoke grid: both methods through grid, store and report
+    let store = tmp.path().join("store");
+    succeed(
+        repro()
+            .args(["run", "experiments/smoke_squad.toml"])
+            .arg(format!("--set=store={}", store.display())),
+    );
+    let tables = tmp.path().join("tables");
+    succeed(
+        repro()
+            .args(["report", "--results"])
+            .arg(&store)
+            .arg("--out")
+            .arg(&tables),
+    );
+    let csv = std::fs::read_to_string(tables.join("aggregate.csv")).unwrap();
+    for want in ["SQuAD", "bitfit", "full_ft", ",em,", ",f1,"] {
+        assert!(csv.contains(want), "aggregate lacks {want}: {csv}");
+    }
     // BitFit on the span model: every bias of the encoder (no pooler) and the qa_outputs head
     let ckpt = Checkpoint::open(&minilm().unwrap()).unwrap();
     let c = &ckpt.config;

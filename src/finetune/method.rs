@@ -83,7 +83,19 @@ pub const PAPER_METHODS: &[PaperMethod] = &[
 
 /// The parameter-efficient baselines the paper only quoted (Table 1) and the one it did not,
 /// at their usual settings: listed by `repro inspect` after the paper's methods.
-pub const BASELINE_METHODS: &[&str] = &["lora", "lora+bitfit", "adapters:64"];
+pub const BASELINE_METHODS: &[&str] = &["lora", "lora+bitfit", "adapters:64", "diff_pruning"];
+
+/// How tables and legends name the baselines at their usual settings (full spelling → name);
+/// other settings go by their spelling.
+pub const BASELINE_LABELS: &[(&str, &str)] = &[
+    ("lora:r=8,alpha=16,targets=q+v", "LoRA"),
+    ("lora+bitfit:r=8,alpha=16,targets=q+v", "LoRA+BitFit"),
+    ("adapters:64", "Adapters"),
+    (
+        "diff_pruning:share=0.5%,finetune=3,finetune_lr=5e-5",
+        "Diff-Prune",
+    ),
+];
 
 /// The paper method spelled `spelling`, if it is one.
 pub fn paper_method(spelling: &str) -> Option<&'static PaperMethod> {
@@ -94,7 +106,8 @@ pub fn paper_method(spelling: &str) -> Option<&'static PaperMethod> {
 pub const METHODS_DOC: &str = "full_ft, bitfit, b_q+b_m2, b_m2, b_q, frozen, rand_uniform, rand_row_col (the paper's); \
      any +-joined bias kinds (b_q b_k b_v b_m1 b_LN1 b_m2 b_m3 b_LN2); rand_uniform:N (budget); \
      ref:query,intermediate (the reference code's --bias_terms keys); \
-     lora[:r=8,alpha=16,targets=q+v], lora+bitfit[:…] (LoRA, biases too); adapters[:64] (Houlsby)";
+     lora[:r=8,alpha=16,targets=q+v], lora+bitfit[:…] (LoRA, biases too); adapters[:64] (Houlsby); \
+     diff_pruning[:share=0.5%,finetune=3,finetune_lr=5e-5] (Guo et al.)";
 
 /// A fine-tuning method.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -125,6 +138,64 @@ pub enum Method {
     /// Houlsby adapters of `size` bottleneck units after the attention output and the
     /// feed-forward output of every layer + the layers' LayerNorms + classifier
     Adapters { size: usize },
+    /// Diff-Pruning (Guo et al. 2021, [`super::diff_pruning`]): a gated diff on every encoder
+    /// tensor, projected to `share_ppm` parts per million of the parameters, then `finetune`
+    /// epochs at `finetune_lr` with the mask fixed + classifier
+    DiffPruning {
+        share_ppm: u32,
+        finetune: usize,
+        /// the fixed-mask phase's learning rate, as written (e.g. `5e-5`)
+        finetune_lr: String,
+    },
+}
+
+/// `diff_pruning[:share=0.5%,finetune=3,finetune_lr=5e-5]` (the reference's defaults)
+fn parse_diff_pruning(s: &str) -> Result<Method> {
+    let opts = s.strip_prefix("diff_pruning").unwrap_or("");
+    let opts = opts.strip_prefix(':').unwrap_or(opts);
+    let (mut share_ppm, mut finetune, mut finetune_lr) = (5000u32, 3usize, "5e-5".to_string());
+    for kv in opts.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!(
+                "method `{s}`: `{kv}` is not key=value (e.g. diff_pruning:share=0.5%,finetune=3)"
+            )
+        })?;
+        match k {
+            "share" => {
+                let pct: f64 = v
+                    .strip_suffix('%')
+                    .and_then(|p| p.parse().ok())
+                    .filter(|p: &f64| *p > 0.0 && *p <= 100.0)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "method `{s}`: share `{v}` is not a percentage in (0, 100] (e.g. share=0.5%)"
+                        )
+                    })?;
+                share_ppm = (pct * 1e4).round() as u32;
+            }
+            "finetune" => {
+                finetune = v.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "method `{s}`: finetune = `{v}` is not a whole number of epochs"
+                    )
+                })?
+            }
+            "finetune_lr" => {
+                v.parse::<f64>().ok().filter(|x| *x > 0.0).ok_or_else(|| {
+                    anyhow::anyhow!("method `{s}`: finetune_lr = `{v}` is not a positive number")
+                })?;
+                finetune_lr = v.to_string();
+            }
+            _ => bail!(
+                "method `{s}`: unknown Diff-Pruning option `{k}`; valid: share, finetune, finetune_lr"
+            ),
+        }
+    }
+    Ok(Method::DiffPruning {
+        share_ppm,
+        finetune,
+        finetune_lr,
+    })
 }
 
 /// The attention projections LoRA can update.
@@ -219,6 +290,7 @@ impl Method {
             _ if s == "lora" || s.starts_with("lora:") || s.starts_with("lora+bitfit") => {
                 parse_lora(s)?
             }
+            _ if s == "diff_pruning" || s.starts_with("diff_pruning:") => parse_diff_pruning(s)?,
             _ if s.starts_with("rand_uniform:") => {
                 let n = &s["rand_uniform:".len()..];
                 let n: usize = n.replace('_', "").parse().map_err(|_| {
@@ -288,6 +360,8 @@ impl Method {
             Method::Adapters { .. } => {
                 hf.contains(".adapter.") || (hf.starts_with("encoder.") && hf.contains("LayerNorm"))
             }
+            // the diff and its gates train; the pretrained tensors and the fixed mask do not
+            Method::DiffPruning { .. } => hf.contains(".diff_pruning.") && !hf.ends_with(".mask"),
             Method::RandRowCol => {
                 // encoder/pooler LayerNorm gains (unmasked) and weight matrices (masked)
                 hf.ends_with(".weight") && (hf.starts_with("encoder.") || hf.starts_with("pooler."))
@@ -325,6 +399,15 @@ impl fmt::Display for Method {
                 write!(f, "{head}:r={r},alpha={alpha},targets={}", t.join("+"))
             }
             Method::Adapters { size } => write!(f, "adapters:{size}"),
+            Method::DiffPruning {
+                share_ppm,
+                finetune,
+                finetune_lr,
+            } => write!(
+                f,
+                "diff_pruning:share={}%,finetune={finetune},finetune_lr={finetune_lr}",
+                f64::from(*share_ppm) / 1e4
+            ),
         }
     }
 }
@@ -404,6 +487,9 @@ pub fn add_modules(mut model: BertClassifier, method: &Method, seed: u64) -> Ber
                 layer.output.adapter = Some(Adapter::init(h, *size, &mut rng, &dev));
             }
         }
+        Method::DiffPruning { .. } => {
+            return model.apply_reparameterization(super::diff_pruning::Search);
+        }
         _ => {}
     }
     model
@@ -443,13 +529,22 @@ pub fn trainable_scalars(params: &[ParamInfo], masks: &[Mask]) -> usize {
 
 /// Trainable scalars of `method` on an encoder of shape `cfg`, excluding the classifier head,
 /// from the config alone (`repro inspect`). Masked methods: rand_uniform frees its budget
-/// (before the rare repeated draws); rand_row_col depends on the draw, so None.
+/// (before the rare repeated draws); rand_row_col depends on the draw, so None. Diff-Pruning:
+/// its target share of the encoder (a run records the share it reached).
 pub fn trainable_encoder_scalars(method: &Method, cfg: &BertConfig) -> Option<usize> {
     match method {
         Method::RandUniform { budget } => Some(
             budget.unwrap_or_else(|| trainable_encoder_scalars(&Method::Bitfit, cfg).unwrap_or(0)),
         ),
         Method::RandRowCol => None,
+        // the target: the share of the model the projection cuts the diff to (the head counted)
+        Method::DiffPruning { share_ppm, .. } => {
+            let all: usize = encoder_param_shapes(cfg)
+                .iter()
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum();
+            Some((all as f64 * f64::from(*share_ppm) / 1e6).round() as usize)
+        }
         m => {
             let (h, l) = (cfg.hidden_size, cfg.num_hidden_layers);
             // the extra modules are not in the checkpoint's table

@@ -1,6 +1,7 @@
 //! Fine-tuning: the paper's methods ([`method`]), the reference optimizer ([`optim`]) and the
 //! training loop ([`train`]).
 
+pub mod diff_pruning;
 pub mod masks;
 pub mod method;
 pub mod optim;

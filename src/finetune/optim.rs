@@ -47,6 +47,11 @@ pub struct AdamW {
     state: HashMap<ParamId, Moments>,
     /// optional 0/1 masks (flattened) multiplied into gradients before clipping (rand_* methods)
     masks: HashMap<ParamId, Tensor<1>>,
+    /// parameters of an extra group (index ≥ 1 into `group_lr`): their own constant learning
+    /// rate and their own global-norm clipping (Diff-Pruning's gate log-odds)
+    groups: HashMap<ParamId, usize>,
+    /// learning rate of group i (index 0 unused: the main group takes the step's `lr`)
+    group_lr: Vec<f64>,
     step: i32,
 }
 
@@ -63,7 +68,19 @@ impl AdamW {
             config,
             state: HashMap::new(),
             masks: HashMap::new(),
+            groups: HashMap::new(),
+            group_lr: vec![0.0],
             step: 0,
+        }
+    }
+
+    /// Put `ids` in a group of their own: constant learning rate `lr` and clipping of their
+    /// global norm apart from the other parameters' (as two torch optimizers would).
+    pub fn add_group(&mut self, ids: &[ParamId], lr: f64) {
+        let g = self.group_lr.len();
+        self.group_lr.push(lr);
+        for id in ids {
+            self.groups.insert(*id, g);
         }
     }
 
@@ -94,23 +111,29 @@ impl AdamW {
         }
         let mut norm = SqNorm {
             grads: &grads,
-            acc: None,
+            groups: &self.groups,
+            acc: vec![None; self.group_lr.len()],
         };
         module.visit(&mut norm);
-        let grad_norm = norm
+        let norms: Vec<f64> = norm
             .acc
-            .map(|a| a.into_scalar::<f64>().sqrt())
-            .unwrap_or(0.0);
+            .into_iter()
+            .map(|a| a.map(|a| a.into_scalar::<f64>().sqrt()).unwrap_or(0.0))
+            .collect();
         // torch.nn.utils.clip_grad_norm_: coef = max_norm / (total + 1e-6), applied when < 1
-        let scale = match self.config.max_grad_norm {
-            Some(max) => (max / (grad_norm + 1e-6)).min(1.0),
-            None => 1.0,
-        };
+        let scales: Vec<f64> = norms
+            .iter()
+            .map(|n| match self.config.max_grad_norm {
+                Some(max) => (max / (n + 1e-6)).min(1.0),
+                None => 1.0,
+            })
+            .collect();
+        let grad_norm = norms[0];
         let mut update = Update {
             opt: self,
             grads: &mut grads,
             lr,
-            scale,
+            scales,
         };
         let module = module.map(&mut update);
         (module, StepStats { grad_norm })
@@ -134,7 +157,9 @@ impl ModuleVisitor for Masker<'_> {
 
 struct SqNorm<'a> {
     grads: &'a GradientsParams,
-    acc: Option<Tensor<1>>,
+    groups: &'a HashMap<ParamId, usize>,
+    /// per group
+    acc: Vec<Option<Tensor<1>>>,
 }
 
 impl ModuleVisitor for SqNorm<'_> {
@@ -142,7 +167,8 @@ impl ModuleVisitor for SqNorm<'_> {
         if let Some(g) = self.grads.get::<D>(p.id) {
             // accumulate in f64-free f32 like torch (norms of norms)
             let s = g.square().sum();
-            self.acc = Some(match self.acc.take() {
+            let acc = &mut self.acc[self.groups.get(&p.id).copied().unwrap_or(0)];
+            *acc = Some(match acc.take() {
                 Some(a) => a + s,
                 None => s,
             });
@@ -154,7 +180,8 @@ struct Update<'a> {
     opt: &'a mut AdamW,
     grads: &'a mut GradientsParams,
     lr: f64,
-    scale: f64,
+    /// clipping coefficient per group
+    scales: Vec<f64>,
 }
 
 impl ModuleMapper for Update<'_> {
@@ -164,13 +191,18 @@ impl ModuleMapper for Update<'_> {
         };
         let c = self.opt.config;
         let t = self.opt.step;
+        let group = self.opt.groups.get(&p.id).copied().unwrap_or(0);
+        let (lr, scale) = match group {
+            0 => (self.lr, self.scales[0]),
+            g => (self.opt.group_lr[g], self.scales[g]),
+        };
         let (id, w, mapper) = p.consume();
         let shape = w.dims();
         let (req, ad) = (w.is_require_grad(), w.is_autodiff());
         let w = w.inner();
         let mut g: Tensor<1> = g.reshape([-1]);
-        if self.scale < 1.0 {
-            g = g * self.scale;
+        if scale < 1.0 {
+            g = g * scale;
         }
         let (m, v) = match self.opt.state.remove(&id) {
             Some(s) => (
@@ -179,11 +211,11 @@ impl ModuleMapper for Update<'_> {
             ),
             None => (g.clone() * (1.0 - c.beta1), g.square() * (1.0 - c.beta2)),
         };
-        let step_size = self.lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
+        let step_size = lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
         let delta: Tensor<D> = (m.clone() / (v.clone().sqrt() + c.eps)).reshape(shape) * step_size;
         let mut w = w - delta;
         if c.weight_decay > 0.0 {
-            w = w.clone() - w * (self.lr * c.weight_decay);
+            w = w.clone() - w * (lr * c.weight_decay);
         }
         self.opt.state.insert(id, Moments { m, v });
         let w = if ad {

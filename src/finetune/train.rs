@@ -169,6 +169,8 @@ pub struct Trainer {
     pub trainable: usize,
     /// every scalar of the model
     pub total: usize,
+    /// Diff-Pruning's search phase: the weight of the expected-L0 penalty added to the loss
+    pub l0_weight: Option<f64>,
 }
 
 impl Trainer {
@@ -189,6 +191,7 @@ impl Trainer {
             regression,
             trainable: trainable_scalars(&ps, &[]),
             total: ps.iter().map(|p| p.numel).sum(),
+            l0_weight: None,
         }
     }
 
@@ -207,6 +210,12 @@ impl Trainer {
         let masks = super::method::masks(method, &ps, seed);
         t.set_masks(&masks);
         t.trainable = trainable_scalars(&ps, &masks);
+        if matches!(method, Method::DiffPruning { .. }) {
+            use super::diff_pruning as dp;
+            t.opt
+                .add_group(&dp::gate_param_ids(t.model()), dp::ALPHA_LR);
+            t.l0_weight = Some(dp::L0_WEIGHT);
+        }
         t
     }
 
@@ -238,6 +247,13 @@ impl Trainer {
                 span_loss(logits, mask, start, end, &self.device)
             }
             _ => loss(model.forward(ids, tt, mask), targets, &self.device),
+        };
+        let loss = match self
+            .l0_weight
+            .and_then(|w| super::diff_pruning::expected_open_gates(&model).map(|g| g * w))
+        {
+            Some(penalty) => loss + penalty,
+            None => loss,
         };
         let loss_value = loss.clone().into_scalar::<f64>();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -856,6 +872,58 @@ fn build_model(
     Ok(head.init(bert, &ckpt.config, dev))
 }
 
+/// Scalars of the task head (every parameter outside the encoder).
+fn head_scalars(model: &BertClassifier) -> usize {
+    params(model)
+        .iter()
+        .filter(|p| !p.path.starts_with("bert."))
+        .map(|p| p.numel)
+        .sum()
+}
+
+/// What Diff-Pruning's projection left: what it kept, the masks, and the model's parameters.
+struct Pruned {
+    projection: super::diff_pruning::Projection,
+    masks: super::diff_pruning::Masks,
+    total: usize,
+}
+
+/// Diff-Pruning's projection and the start of its fixed-mask phase: draw the search phase's
+/// gates once, cut the diffs to `share` of the model's parameters, and build a fresh model (the
+/// pretrained encoder, the trained head) whose encoder tensors are `θ₀ + mask⊙w` with the raw
+/// phase-1 `w`, under a new optimizer.
+fn diff_pruning_refit(
+    cfg: &TrainConfig,
+    model_dir: &std::path::Path,
+    dev: &Device,
+    search: &Trainer,
+    share: f64,
+) -> Result<(Trainer, Pruned)> {
+    use super::diff_pruning as dp;
+    let mut fresh = build_model(cfg, model_dir, dev)?;
+    let total: usize = params(&fresh).iter().map(|p| p.numel).sum();
+    let head = head_scalars(&fresh);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x6469_6666); // "diff"
+    let drawn = dp::draw(search.model(), &mut rng);
+    let (masks, projection) = dp::project(drawn, head, total, share);
+    // the head trained densely in the search phase: carry it over
+    let trained = search.model();
+    fresh.classifier = trained.classifier.clone();
+    fresh.dense = trained.dense.clone();
+    let fixed = fresh.apply_reparameterization(dp::Fixed {
+        by_path: masks.clone(),
+    });
+    let trainer = Trainer::new(fixed, &cfg.method, cfg.optimizer, cfg.task.is_regression());
+    Ok((
+        trainer,
+        Pruned {
+            projection,
+            masks,
+            total,
+        },
+    ))
+}
+
 /// What a run leaves: its record, and its trained tensors when `save_trained` asks for them (HF
 /// names and layout: the body of a [`crate::delta::Delta`]).
 pub struct Trained {
@@ -894,19 +962,58 @@ pub fn train(
     let steps_per_epoch = n_train.div_ceil(cfg.batch_size);
     let n_epochs = cfg.effective_epochs(n_train);
     let total_steps = steps_per_epoch * n_epochs;
+    // Diff-Pruning: `n_epochs` of search, then the projection and `finetune` epochs with the mask
+    // fixed; only those are scored on dev
+    let diff_pruning = match &cfg.method {
+        Method::DiffPruning {
+            share_ppm,
+            finetune,
+            finetune_lr,
+        } => Some((
+            f64::from(*share_ppm) / 1e6,
+            *finetune,
+            finetune_lr.parse::<f64>().context("finetune_lr")?,
+        )),
+        _ => None,
+    };
+    let all_epochs = n_epochs + diff_pruning.map_or(0, |d| d.1);
+    let mut projected: Option<Pruned> = None;
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let mut order: Vec<usize> = (0..n_train).collect();
     let mut epochs = Vec::new();
     let mut step = 0usize;
     let mut diverged = false;
     let mut train_time = 0.0;
-    'epochs: for epoch in 1..=n_epochs {
+    'epochs: for epoch in 1..=all_epochs {
         let t0 = Instant::now();
+        let searching = diff_pruning.is_some() && epoch <= n_epochs;
+        if let Some((share, _, _)) = diff_pruning
+            && epoch == n_epochs + 1
+        {
+            let (next, pruned) = diff_pruning_refit(cfg, &model_dir, &dev, &trainer, share)?;
+            let (projection, total) = (&pruned.projection, pruned.total);
+            on_event(Event::Note(format!(
+                "Diff-Pruning: projected to {} of {} parameters ({:.3}%, threshold {:.3e}); {} epochs with the mask fixed",
+                projection.kept,
+                total,
+                100.0 * projection.kept as f64 / total as f64,
+                projection.threshold,
+                all_epochs - n_epochs
+            )));
+            trainer = next;
+            projected = Some(pruned);
+        }
         order.shuffle(&mut rng);
         let mut loss_sum = 0.0;
         for (i, chunk) in order.chunks(cfg.batch_size).enumerate() {
             let (batch, targets) = data.batch(task, chunk);
-            let lr = cfg.schedule.lr(cfg.lr, step, total_steps);
+            let lr = match diff_pruning {
+                Some((_, finetune, lr)) if !searching => {
+                    cfg.schedule
+                        .lr(lr, step - total_steps, steps_per_epoch * finetune)
+                }
+                _ => cfg.schedule.lr(cfg.lr, step, total_steps),
+            };
             let (loss, _) = trainer.step(&batch, &targets, lr);
             step += 1;
             if !loss.is_finite() {
@@ -923,7 +1030,11 @@ pub fn train(
             });
         }
         train_time += t0.elapsed().as_secs_f64();
-        let (train_scores, dev_scores) = data.evaluate(cfg, &trainer.model().valid(), &infer_dev);
+        let (train_scores, dev_scores) = if searching {
+            (None, BTreeMap::new())
+        } else {
+            data.evaluate(cfg, &trainer.model().valid(), &infer_dev)
+        };
         epochs.push(EpochRecord {
             epoch,
             train_loss: loss_sum / steps_per_epoch.max(1) as f64,
@@ -935,22 +1046,42 @@ pub fn train(
     }
     let headline = task.metrics()[0].to_string();
     let best_epoch = RunResult::headline_best_epoch(&epochs, &headline);
-    let after = bias_vectors(trainer.model());
-    let tensors = cfg
-        .save_trained
-        .then(|| trainer.model().hf_task_tensors(|_, trained| trained));
+    // Diff-Pruning's effective weights (θ₀ + mask⊙w) as plain tensors
+    let final_model = match &projected {
+        Some(_) => trainer.model().clone().materialize(),
+        None => trainer.model().clone(),
+    };
+    let after = bias_vectors(&final_model);
+    let (trainable, total) = match &projected {
+        // the diff's nonzero scalars + the dense head: the share the projection reached
+        Some(p) => (p.projection.kept + head_scalars(&final_model), p.total),
+        None => (trainer.trainable, trainer.total),
+    };
+    let tensors = cfg.save_trained.then(|| match &projected {
+        // the tensors the diff touches, and the head
+        Some(p) => {
+            let touched: std::collections::HashSet<String> = p
+                .masks
+                .iter()
+                .filter(|(_, (_, m))| m.iter().any(|&x| x > 0.0))
+                .map(|(path, _)| final_model.hf_task_name(path))
+                .collect();
+            final_model.hf_task_tensors(|name, trained| trained || touched.contains(name))
+        }
+        None => final_model.hf_task_tensors(|_, trained| trained),
+    });
     let result = RunResult {
         config: cfg.clone(),
         epochs,
         best_epoch,
         headline,
-        trainable_params: trainer.trainable,
-        total_params: trainer.total,
-        trainable_share: trainer.trainable as f64 / trainer.total as f64,
+        trainable_params: trainable,
+        total_params: total,
+        trainable_share: trainable as f64 / total as f64,
         train_examples: n_train,
         steps: step,
         wall_seconds: started.elapsed().as_secs_f64(),
-        train_examples_per_second: (step * cfg.batch_size).min(n_train * n_epochs) as f64
+        train_examples_per_second: (step * cfg.batch_size).min(n_train * all_epochs) as f64
             / train_time.max(1e-9),
         bias_changes: bias_changes(&before, &after),
         diverged,

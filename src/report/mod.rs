@@ -221,9 +221,15 @@ impl CellKey {
 }
 
 /// The printed name of a method: its label in [`crate::finetune::method::PAPER_METHODS`] (the
-/// paper's notation), else its spelling.
+/// paper's notation), a baseline's name at its usual settings ([`crate::finetune::method::BASELINE_LABELS`]), else its spelling.
 pub fn method_label(method: &str) -> &str {
-    paper_method(method).map_or(method, |m| m.label)
+    match paper_method(method) {
+        Some(m) => m.label,
+        None => crate::finetune::method::BASELINE_LABELS
+            .iter()
+            .find(|(s, _)| *s == method)
+            .map_or(method, |(_, l)| l),
+    }
 }
 
 /// How a training size is printed: `all` for the whole set.

@@ -110,8 +110,8 @@ pub const TABLES: [TableSpec; 3] = [
         group_col: Some("split"),
         methods: TableRows::Listed(&[
             TableRow::Method("full_ft"),
-            TableRow::NotImplemented("Diff-Prune (Guo et al.)"),
-            TableRow::NotImplemented("Adapters (Houlsby et al.)"),
+            TableRow::Method("diff_pruning:share=0.5%,finetune=3,finetune_lr=5e-5"),
+            TableRow::Method("adapters:64"),
             TableRow::Method("bitfit"),
         ]),
         paper_protocol: "paper: BERT-large; dev rows = best of a learning-rate sweep; test rows = GLUE server \

@@ -2,6 +2,7 @@
 mod common;
 mod data;
 mod delta;
+mod diff_pruning;
 mod e2e;
 mod finetune;
 mod grid;

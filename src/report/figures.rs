@@ -666,6 +666,155 @@ impl Draw for CurveFig {
     }
 }
 
+// ---------------------------------------------------------------- parameters vs score
+
+/// One method's point: mean trainable share (%), average score over the common tasks, the mean
+/// of their per-task stds.
+struct ParamPoint {
+    method: String,
+    pct: f64,
+    score: f64,
+    std: f64,
+}
+
+struct ParamsFig {
+    model: String,
+    protocol: String,
+    note: String,
+    size: i64,
+    points: Vec<ParamPoint>,
+}
+
+impl Draw for ParamsFig {
+    fn size(&self) -> (u32, u32) {
+        (860, 560)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let title = format!(
+            "Trainable parameters vs score — {} · {} training examples",
+            self.model,
+            super::size_label(self.size)
+        );
+        let body = subtitled(root, &title, &self.protocol, &self.note)?;
+        let xs = self.points.iter().map(|p| p.pct.max(1e-4));
+        let (x0, x1) = xs.fold((f64::INFINITY, 0f64), |(a, b), x| (a.min(x), b.max(x)));
+        let spread = |p: &ParamPoint| if p.std.is_finite() { p.std } else { 0.0 };
+        let lo = self
+            .points
+            .iter()
+            .map(|p| p.score - spread(p))
+            .fold(f64::INFINITY, f64::min);
+        let hi = self
+            .points
+            .iter()
+            .map(|p| p.score + spread(p))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((hi - lo) * 0.15).max(1.0);
+        let mut chart = ChartBuilder::on(&body)
+            .margin(14)
+            .x_label_area_size(46)
+            .y_label_area_size(58)
+            .build_cartesian_2d(((x0 / 3.0)..(x1 * 3.0)).log_scale(), (lo - pad)..(hi + pad))
+            .map_err(pe)?;
+        chart
+            .configure_mesh()
+            .x_desc("trainable parameters, % of the model (log scale)")
+            .y_desc("average dev score ×100 (headline metrics)")
+            .x_label_formatter(&|x| {
+                let m = x / 10f64.powf(x.log10().floor());
+                if (m - 1.0).abs() < 1e-6 {
+                    format!("{x}")
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .label_style(text_style(13.0))
+            .axis_desc_style(text_style(14.0))
+            .light_line_style(RGBColor(240, 240, 240))
+            .draw()
+            .map_err(pe)?;
+        for p in &self.points {
+            let colour = method_colour(&p.method);
+            let x = p.pct.max(1e-4);
+            if p.std.is_finite() {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(x, p.score - p.std), (x, p.score + p.std)],
+                        colour.stroke_width(2),
+                    )))
+                    .map_err(pe)?;
+            }
+            chart
+                .draw_series(std::iter::once(Circle::new(
+                    (x, p.score),
+                    6,
+                    colour.filled(),
+                )))
+                .map_err(pe)?
+                .label(format!("{} ({:.1})", method_label(&p.method), p.score))
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, colour.filled()));
+        }
+        finish_legend(&mut chart, SeriesLabelPosition::LowerRight)
+    }
+}
+
+/// Parameters-vs-score points per (setting, training size): every method with cells on all of
+/// the tasks the block's methods share, at least three methods.
+fn params_points(best: &BestCells) -> Vec<(Setting, i64, Vec<String>, Vec<ParamPoint>)> {
+    type Block<'a> = BTreeMap<&'a str, BTreeMap<&'a str, &'a super::Cell>>;
+    let mut blocks: BTreeMap<(Setting, i64), Block> = BTreeMap::new();
+    for (k, c) in best.iter().filter(|(_, c)| c.mean.is_finite()) {
+        blocks
+            .entry((k.setting(), k.train_size))
+            .or_default()
+            .entry(k.method.as_str())
+            .or_default()
+            .insert(k.task.as_str(), c);
+    }
+    let mut out = Vec::new();
+    for ((setting, size), methods) in blocks {
+        if methods.len() < 3 {
+            continue;
+        }
+        let mut tasks: Vec<&str> = methods
+            .values()
+            .next()
+            .map(|t| t.keys().copied().collect())
+            .unwrap_or_default();
+        tasks.retain(|t| methods.values().all(|m| m.contains_key(t)));
+        if tasks.is_empty() {
+            continue;
+        }
+        let mut points: Vec<ParamPoint> = methods
+            .iter()
+            .map(|(m, cells)| {
+                let cs: Vec<&super::Cell> = tasks.iter().map(|t| cells[t]).collect();
+                let n = cs.len() as f64;
+                let stds: Vec<f64> = cs.iter().map(|c| c.std).filter(|s| s.is_finite()).collect();
+                ParamPoint {
+                    method: m.to_string(),
+                    pct: cs.iter().map(|c| c.param_pct).sum::<f64>() / n,
+                    score: cs.iter().map(|c| c.mean).sum::<f64>() / n,
+                    std: if stds.is_empty() {
+                        f64::NAN
+                    } else {
+                        stds.iter().sum::<f64>() / stds.len() as f64
+                    },
+                }
+            })
+            .collect();
+        points.sort_by_key(|p| method_rank(&p.method));
+        out.push((
+            setting,
+            size,
+            tasks.iter().map(|t| t.to_string()).collect(),
+            points,
+        ));
+    }
+    out
+}
+
 // ---------------------------------------------------------------- generalization gap
 
 struct GapFig<'a> {
@@ -890,6 +1039,28 @@ pub fn all(
             protocol,
             note,
             panels,
+        };
+        figures.push(render(name, &fig)?);
+    }
+
+    // parameters vs score: one figure per (setting, training size) with three or more methods
+    for (Setting { model, protocol }, size, tasks, points) in params_points(best) {
+        let note = format!(
+            "points = the tables' cells ({}) averaged over {}; bars = the mean of the per-task stds",
+            rules.short(),
+            tasks.join(", ")
+        );
+        let name = format!(
+            "params_vs_score_{}_{}",
+            stem(&model, &protocol),
+            super::size_label(size)
+        );
+        let fig = ParamsFig {
+            model,
+            protocol,
+            note,
+            size,
+            points,
         };
         figures.push(render(name, &fig)?);
     }

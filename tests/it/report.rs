@@ -1065,3 +1065,61 @@ fn squad_fig2_has_an_exact_match_and_an_f1_panel() {
     assert!((cell.secondary["f1"] - 60.5).abs() < 1e-9);
     assert!((cell.secondary_std["f1"] - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-9);
 }
+
+#[test]
+fn parameters_vs_score_plots_one_point_per_method() {
+    // three methods on two tasks at one size; a fourth method on one task only is averaged over
+    // the tasks all share
+    let mut results = Vec::new();
+    for (method, share, acc) in [
+        ("full_ft", 1.0, 0.80),
+        ("bitfit", 0.001, 0.78),
+        ("frozen", 0.00003, 0.60),
+    ] {
+        for task in ["RTE", "MRPC"] {
+            for seed in 0..2u64 {
+                let mut r = result(
+                    method,
+                    seed,
+                    Some(500),
+                    1e-3,
+                    0.9,
+                    &[acc + seed as f64 * 0.02],
+                );
+                r.config.task = task.parse().unwrap();
+                r.trainable_share = share;
+                if task == "MRPC" {
+                    r.headline = "f1".into();
+                    let s: BTreeMap<String, f64> = [("f1".to_string(), acc + 0.1)].into();
+                    r.epochs[0].dev = [("dev".to_string(), s)].into();
+                }
+                results.push(r);
+            }
+        }
+    }
+    let rows: Vec<RunRow> = results.iter().flat_map(|r| rows_of(r, ALL.epoch)).collect();
+    let best = best_lr(&aggregate(&rows, &ALL).unwrap()).unwrap();
+    let figs = figures::all(&[], &best, &[], &[], &ALL).unwrap();
+    let fig = figs
+        .figures
+        .iter()
+        .find(|f| f.name == "params_vs_score_mini_500")
+        .unwrap_or_else(|| {
+            panic!(
+                "{:?}",
+                figs.figures.iter().map(|f| &f.name).collect::<Vec<_>>()
+            )
+        });
+    // Full-FT: (RTE (80 + 82) / 2 + MRPC F1 90) / 2 = 85.5; BitFit 83.5; Frozen 65.5
+    for s in [
+        "Full-FT (85.5)",
+        "BitFit (83.5)",
+        "Frozen (65.5)",
+        "averaged over MRPC, RTE",
+        "log scale",
+    ] {
+        assert!(fig.svg.contains(s), "params figure lacks {s}");
+    }
+    let (w, h, _) = decode_png(&fig.png);
+    assert_eq!((w, h), fig.size);
+}

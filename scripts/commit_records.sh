@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Stage the finished run records of the campaign's stores and regenerate paper_tables/ from
+# exactly the staged records (what a fresh clone's `repro report` writes; the e2e test
+# committed_records_regenerate_paper_tables checks it). Unfinished runs stay unstaged.
+# Usage: scripts/commit_records.sh REPRO_BINARY [STORE...]   (default: every results/*/ store)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="$(realpath "${1:?usage: scripts/commit_records.sh REPRO_BINARY [STORE...]}")"
+shift
+stores=("$@")
+[ ${#stores[@]} -gt 0 ] || stores=(results/*/)
+for s in "${stores[@]}"; do
+  for d in "${s%/}"/runs/*/; do
+    [ -f "$d/result.json" ] && git add "$d"
+  done
+done
+tmp=$(mktemp -d)
+git checkout-index -a --prefix="$tmp/"
+tracked=$(git ls-files results | grep /runs/ | cut -d/ -f2 | sort -u)
+args=()
+for s in $tracked; do args+=(--results "results/$s"); done
+(cd "$tmp" && rm -f paper_tables/*.png paper_tables/*.svg paper_tables/*.md paper_tables/*.csv \
+  paper_tables/*.tex paper_tables/aggregate.parquet && "$BIN" report "${args[@]}" > /dev/null)
+rm -f paper_tables/*.png paper_tables/*.svg paper_tables/*.md paper_tables/*.csv paper_tables/*.tex \
+  paper_tables/aggregate.parquet
+cp "$tmp"/paper_tables/*.* paper_tables/
+git add -A paper_tables
+rm -rf "$tmp"
+echo "staged records of: $tracked; paper_tables/ regenerated from them"

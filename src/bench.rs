@@ -33,7 +33,8 @@ pub struct BenchRow {
     pub ms_per_step_min: f64,
     pub examples_per_second: f64,
     pub peak_rss_mib: f64,
-    /// model FLOPs of one step: 3× forward for full_ft, 2× forward when no weight gradients
+    /// model FLOPs of one step: 3× forward with weight gradients (full_ft, diff_pruning), 2×
+    /// without
     pub gflop_per_step: f64,
     pub gflops_per_second: f64,
     pub trainable_params: usize,
@@ -126,7 +127,9 @@ pub fn bench_one(w: &Workload, backend: Backend, method: &Method) -> Result<Benc
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let fwd = forward_flops(cfg, batch, seq);
-    let gflop = fwd * if *method == Method::FullFt { 3.0 } else { 2.0 } / 1e9;
+    // weight gradients of every matrix: Full-FT, and Diff-Pruning's search (through its diff)
+    let weight_grads = matches!(method, Method::FullFt | Method::DiffPruning { .. });
+    let gflop = fwd * if weight_grads { 3.0 } else { 2.0 } / 1e9;
     Ok(BenchRow {
         shape: w.shape_name.clone(),
         head: pooling.to_string(),

@@ -103,6 +103,14 @@ impl Predictor {
         for file in deltas {
             let delta = Delta::load(file)?;
             delta.check_base(&base_digest, base, file)?;
+            if delta.meta.task.is_span() {
+                bail!(
+                    "{}: a {} delta (span extraction); repro eval/predict/submit serve sequence \
+                     classification only — score SQuAD runs with repro train or a grid",
+                    file.display(),
+                    delta.meta.task
+                );
+            }
             if tasks
                 .iter()
                 .any(|t: &TaskModel| t.delta.meta.task == delta.meta.task)

@@ -191,6 +191,11 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Vec<SquadExample>> {
                                 "{file}: question {id}: an answer has no integer `answer_start`"
                             )
                         })? as usize;
+                    if text.trim().is_empty() {
+                        bail!(
+                            "{file}: question {id}: an answer's text is empty; SQuAD v1.1 answers are spans of the context"
+                        );
+                    }
                     let n = text.chars().count();
                     let found: String = chars.iter().skip(start).take(n).collect();
                     if found != text {

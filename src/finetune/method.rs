@@ -174,9 +174,9 @@ fn parse_diff_pruning(s: &str) -> Result<Method> {
                 share_ppm = (pct * 1e4).round() as u32;
             }
             "finetune" => {
-                finetune = v.parse().map_err(|_| {
+                finetune = v.parse().ok().filter(|n: &usize| *n > 0).ok_or_else(|| {
                     anyhow::anyhow!(
-                        "method `{s}`: finetune = `{v}` is not a whole number of epochs"
+                        "method `{s}`: finetune = `{v}` is not a positive number of epochs (the fixed-mask phase is the one scored)"
                     )
                 })?
             }

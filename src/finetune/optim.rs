@@ -50,8 +50,9 @@ pub struct AdamW {
     /// parameters of an extra group (index ≥ 1 into `group_lr`): their own constant learning
     /// rate and their own global-norm clipping (Diff-Pruning's gate log-odds)
     groups: HashMap<ParamId, usize>,
-    /// learning rate of group i (index 0 unused: the main group takes the step's `lr`)
-    group_lr: Vec<f64>,
+    /// (learning rate, eps) of group i (index 0 unused: the main group takes the step's `lr`
+    /// and the config's eps); extra groups have no weight decay
+    group_lr: Vec<(f64, f64)>,
     step: i32,
 }
 
@@ -69,16 +70,17 @@ impl AdamW {
             state: HashMap::new(),
             masks: HashMap::new(),
             groups: HashMap::new(),
-            group_lr: vec![0.0],
+            group_lr: vec![(0.0, 0.0)],
             step: 0,
         }
     }
 
-    /// Put `ids` in a group of their own: constant learning rate `lr` and clipping of their
-    /// global norm apart from the other parameters' (as two torch optimizers would).
-    pub fn add_group(&mut self, ids: &[ParamId], lr: f64) {
+    /// Put `ids` in a group of their own, as a second torch optimizer would hold them: constant
+    /// learning rate `lr`, its own `eps`, no weight decay, and clipping of their global norm
+    /// apart from the other parameters'.
+    pub fn add_group(&mut self, ids: &[ParamId], lr: f64, eps: f64) {
         let g = self.group_lr.len();
-        self.group_lr.push(lr);
+        self.group_lr.push((lr, eps));
         for id in ids {
             self.groups.insert(*id, g);
         }
@@ -192,9 +194,12 @@ impl ModuleMapper for Update<'_> {
         let c = self.opt.config;
         let t = self.opt.step;
         let group = self.opt.groups.get(&p.id).copied().unwrap_or(0);
-        let (lr, scale) = match group {
-            0 => (self.lr, self.scales[0]),
-            g => (self.opt.group_lr[g], self.scales[g]),
+        let (lr, eps, wd, scale) = match group {
+            0 => (self.lr, c.eps, c.weight_decay, self.scales[0]),
+            g => {
+                let (lr, eps) = self.opt.group_lr[g];
+                (lr, eps, 0.0, self.scales[g])
+            }
         };
         let (id, w, mapper) = p.consume();
         let shape = w.dims();
@@ -212,10 +217,10 @@ impl ModuleMapper for Update<'_> {
             None => (g.clone() * (1.0 - c.beta1), g.square() * (1.0 - c.beta2)),
         };
         let step_size = lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
-        let delta: Tensor<D> = (m.clone() / (v.clone().sqrt() + c.eps)).reshape(shape) * step_size;
+        let delta: Tensor<D> = (m.clone() / (v.clone().sqrt() + eps)).reshape(shape) * step_size;
         let mut w = w - delta;
-        if c.weight_decay > 0.0 {
-            w = w.clone() - w * (lr * c.weight_decay);
+        if wd > 0.0 {
+            w = w.clone() - w * (lr * wd);
         }
         self.opt.state.insert(id, Moments { m, v });
         let w = if ad {

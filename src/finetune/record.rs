@@ -110,10 +110,12 @@ pub enum RunStatus {
 /// The best-epoch lookup: the one place that decides which epoch a score is read at.
 impl RunResult {
     /// The 1-based epoch best on the headline dev metric (summed over dev splits: MNLI-m +
-    /// MNLI-mm); ties go to the earlier epoch; 0 when there is no epoch.
+    /// MNLI-mm); ties go to the earlier epoch; epochs not scored on dev (Diff-Pruning's search)
+    /// never count; 0 when there is no scored epoch.
     pub fn headline_best_epoch(epochs: &[EpochRecord], headline: &str) -> usize {
         epochs
             .iter()
+            .filter(|e| !e.dev.is_empty())
             .max_by(|a, b| {
                 let h = |e: &EpochRecord| {
                     e.dev

@@ -213,7 +213,7 @@ impl Trainer {
         if matches!(method, Method::DiffPruning { .. }) {
             use super::diff_pruning as dp;
             t.opt
-                .add_group(&dp::gate_param_ids(t.model()), dp::ALPHA_LR);
+                .add_group(&dp::gate_param_ids(t.model()), dp::ALPHA_LR, dp::ALPHA_EPS);
             t.l0_weight = Some(dp::L0_WEIGHT);
         }
         t
@@ -583,6 +583,14 @@ impl TaskData {
         }
     }
 
+    /// Training examples: GLUE's, or SQuAD's questions (what a training-set size counts).
+    fn n_examples(&self) -> usize {
+        match self {
+            TaskData::Glue(d) => d.train_ex.len(),
+            TaskData::Squad(d) => d.n_questions,
+        }
+    }
+
     /// The batch of training units `idx` and its targets.
     fn batch(&self, task: Task, idx: &[usize]) -> (Batch, Targets) {
         match self {
@@ -620,6 +628,8 @@ impl TaskData {
 /// SQuAD questions and their windows: the training subset (and the sample of it scored for the
 /// train metrics) and the dev questions.
 struct SquadData {
+    /// training questions (their windows are the training units)
+    n_questions: usize,
     train_windows: Vec<crate::squad::Window>,
     /// the training questions scored for the train metrics, with their windows
     train_scored: (Vec<crate::squad::SquadExample>, Vec<crate::squad::Window>),
@@ -664,6 +674,7 @@ impl SquadData {
         }
         let dev_windows = squad::windows(&tok, &dev_ex).context("windows of the dev set")?;
         Ok(SquadData {
+            n_questions: keep.len(),
             train_windows,
             train_scored,
             dev: (dev_ex, dev_windows),
@@ -881,10 +892,11 @@ fn head_scalars(model: &BertClassifier) -> usize {
         .sum()
 }
 
-/// What Diff-Pruning's projection left: what it kept, the masks, and the model's parameters.
+/// What Diff-Pruning's projection left: what it kept, the burn paths of the tensors its diff
+/// touches, and the model's parameters.
 struct Pruned {
     projection: super::diff_pruning::Projection,
-    masks: super::diff_pruning::Masks,
+    touched: std::collections::HashSet<String>,
     total: usize,
 }
 
@@ -910,15 +922,24 @@ fn diff_pruning_refit(
     let trained = search.model();
     fresh.classifier = trained.classifier.clone();
     fresh.dense = trained.dense.clone();
-    let fixed = fresh.apply_reparameterization(dp::Fixed {
-        by_path: masks.clone(),
-    });
+    let touched = masks
+        .iter()
+        .filter(|(_, (_, m))| m.iter().any(|&x| x > 0.0))
+        .map(|(path, _)| path.clone())
+        .collect();
+    let mut attach = dp::Fixed { by_path: masks };
+    let fixed = fresh.apply_reparameterization(&mut attach);
+    if let Some(path) = attach.by_path.keys().next() {
+        anyhow::bail!(
+            "Diff-Pruning: the fixed-mask model has no tensor `{path}` of the search model"
+        );
+    }
     let trainer = Trainer::new(fixed, &cfg.method, cfg.optimizer, cfg.task.is_regression());
     Ok((
         trainer,
         Pruned {
             projection,
-            masks,
+            touched,
             total,
         },
     ))
@@ -1061,10 +1082,9 @@ pub fn train(
         // the tensors the diff touches, and the head
         Some(p) => {
             let touched: std::collections::HashSet<String> = p
-                .masks
+                .touched
                 .iter()
-                .filter(|(_, (_, m))| m.iter().any(|&x| x > 0.0))
-                .map(|(path, _)| final_model.hf_task_name(path))
+                .map(|path| final_model.hf_task_name(path))
                 .collect();
             final_model.hf_task_tensors(|name, trained| trained || touched.contains(name))
         }
@@ -1078,7 +1098,7 @@ pub fn train(
         trainable_params: trainable,
         total_params: total,
         trainable_share: trainable as f64 / total as f64,
-        train_examples: n_train,
+        train_examples: data.n_examples(),
         steps: step,
         wall_seconds: started.elapsed().as_secs_f64(),
         train_examples_per_second: (step * cfg.batch_size).min(n_train * all_epochs) as f64

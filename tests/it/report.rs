@@ -1068,8 +1068,7 @@ fn squad_fig2_has_an_exact_match_and_an_f1_panel() {
 
 #[test]
 fn parameters_vs_score_plots_one_point_per_method() {
-    // three methods on two tasks at one size; a fourth method on one task only is averaged over
-    // the tasks all share
+    // three methods on two tasks at one size: each point averages both tasks
     let mut results = Vec::new();
     for (method, share, acc) in [
         ("full_ft", 1.0, 0.80),
@@ -1122,4 +1121,19 @@ fn parameters_vs_score_plots_one_point_per_method() {
     }
     let (w, h, _) = decode_png(&fig.png);
     assert_eq!((w, h), fig.size);
+    // a fourth method on RTE only: the block's points then average the one task all share
+    let mut r = result("b_q", 0, Some(500), 1e-3, 0.9, &[0.7]);
+    r.trainable_share = 0.0001;
+    results.push(r);
+    let rows: Vec<RunRow> = results.iter().flat_map(|r| rows_of(r, ALL.epoch)).collect();
+    let best = best_lr(&aggregate(&rows, &ALL).unwrap()).unwrap();
+    let figs = figures::all(&[], &best, &[], &[], &ALL).unwrap();
+    let fig = figs
+        .figures
+        .iter()
+        .find(|f| f.name == "params_vs_score_mini_500")
+        .unwrap();
+    for s in ["Full-FT (81.0)", "averaged over RTE;", "(70.0)"] {
+        assert!(fig.svg.contains(s), "params figure lacks {s}");
+    }
 }

@@ -280,17 +280,20 @@ fn the_fixed_mask_phase_is_theta0_plus_mask_times_w() {
     let (bert, _) = ckpt.load(&dev).unwrap();
     let clf = BertClassifier::new(bert, &ckpt.config, 2, HeadPooling::Pooler, 0, &dev);
     let path = "bert.encoder.layer.0.attention.self_attn.query.bias";
-    let before: Vec<f32> = clf.bert.encoder.layer[0]
-        .attention
-        .self_attn
-        .query
-        .bias
-        .as_ref()
-        .unwrap()
-        .val()
-        .into_data()
-        .try_into_vec_as::<f32>()
-        .unwrap();
+    fn query_bias(m: &BertClassifier) -> Vec<f32> {
+        m.bert.encoder.layer[0]
+            .attention
+            .self_attn
+            .query
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap()
+    }
+    let before = query_bias(&clf);
     let n = before.len();
     let w: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
     let mask: Vec<f32> = (0..n).map(|i| f32::from(u8::from(i % 3 == 0))).collect();
@@ -305,17 +308,7 @@ fn the_fixed_mask_phase_is_theta0_plus_mask_times_w() {
     assert_eq!(fixed.by_path.len(), 1);
     assert!(fixed.by_path.contains_key("bert.no.such.tensor"));
     let merged = clf.valid().materialize();
-    let after: Vec<f32> = merged.bert.encoder.layer[0]
-        .attention
-        .self_attn
-        .query
-        .bias
-        .as_ref()
-        .unwrap()
-        .val()
-        .into_data()
-        .try_into_vec_as::<f32>()
-        .unwrap();
+    let after = query_bias(&merged);
     for i in 0..n {
         assert!(
             (after[i] - (before[i] + mask[i] * w[i])).abs() < 1e-6,

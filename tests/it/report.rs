@@ -1096,19 +1096,18 @@ fn parameters_vs_score_plots_one_point_per_method() {
             }
         }
     }
-    let rows: Vec<RunRow> = results.iter().flat_map(|r| rows_of(r, ALL.epoch)).collect();
-    let best = best_lr(&aggregate(&rows, &ALL).unwrap()).unwrap();
-    let figs = figures::all(&[], &best, &[], &[], &ALL).unwrap();
-    let fig = figs
-        .figures
-        .iter()
-        .find(|f| f.name == "params_vs_score_mini_500")
-        .unwrap_or_else(|| {
-            panic!(
-                "{:?}",
-                figs.figures.iter().map(|f| &f.name).collect::<Vec<_>>()
-            )
-        });
+    // the block's figure from the records
+    let figure = |results: &[RunResult]| {
+        let rows: Vec<RunRow> = results.iter().flat_map(|r| rows_of(r, ALL.epoch)).collect();
+        let best = best_lr(&aggregate(&rows, &ALL).unwrap()).unwrap();
+        let figs = figures::all(&[], &best, &[], &[], &ALL).unwrap();
+        let names: Vec<String> = figs.figures.iter().map(|f| f.name.clone()).collect();
+        figs.figures
+            .into_iter()
+            .find(|f| f.name == "params_vs_score_mini_500")
+            .unwrap_or_else(|| panic!("{names:?}"))
+    };
+    let fig = figure(&results);
     // Full-FT: (RTE (80 + 82) / 2 + MRPC F1 90) / 2 = 85.5; BitFit 83.5; Frozen 65.5
     for s in [
         "Full-FT (85.5)",
@@ -1125,14 +1124,7 @@ fn parameters_vs_score_plots_one_point_per_method() {
     let mut r = result("b_q", 0, Some(500), 1e-3, 0.9, &[0.7]);
     r.trainable_share = 0.0001;
     results.push(r);
-    let rows: Vec<RunRow> = results.iter().flat_map(|r| rows_of(r, ALL.epoch)).collect();
-    let best = best_lr(&aggregate(&rows, &ALL).unwrap()).unwrap();
-    let figs = figures::all(&[], &best, &[], &[], &ALL).unwrap();
-    let fig = figs
-        .figures
-        .iter()
-        .find(|f| f.name == "params_vs_score_mini_500")
-        .unwrap();
+    let fig = figure(&results);
     for s in ["Full-FT (81.0)", "averaged over RTE;", "(70.0)"] {
         assert!(fig.svg.contains(s), "params figure lacks {s}");
     }

@@ -42,6 +42,13 @@ Everything it writes lands under tests/fixtures/ and is committed:
                         sequence ids, prepare_train_features' start/end targets) for 3 long dev-v1.1
                         paragraphs and a hand-made one, at max_length 384/stride 128 and 64/16
                         (tests/fixtures/squad/eval_case.json comes from scripts/squad_eval_fixture.py)
+- squad/qa_postprocess.json  SQuAD post-processing end to end, as run_qa.py does it: 8 dev-v1.1 questions
+                        (the first 6 of the evaluation part, articles i % 4 == 3, and the first 2 of the
+                        longest paragraph of its first article), their 64/16 windows (prepare_validation_features,
+                        no padding), the start/end logits of all-MiniLM-L6-v2 as BertForQuestionAnswering with
+                        a seeded N(0, 1) qa_outputs head (written too) on each window alone, and the answer that
+                        transformers' utils_qa.postprocess_qa_predictions picks (no null answer, n_best 20,
+                        max_answer_length 30). Written only with --utils-qa PATH (below)
 
 `--only roberta` / `--only peft` / `--only squad` writes those fixtures alone (the others stay as
 committed). `--only squad` does not need --minilm (default models/all-MiniLM-L6-v2) but needs the
@@ -49,6 +56,17 @@ SQuAD v1.1 dev set (--squad-dev, default ../shared/data/squad/dev-v1.1.json). Th
 were made with torch 2.11.0 and transformers 5.17.0 (.venv-torch), not with .venv-fixtures:
 
     .venv-torch/bin/python scripts/make_fixtures.py --only squad
+
+squad/qa_postprocess.json also needs `--utils-qa PATH`: a copy of transformers'
+examples/pytorch/question-answering/utils_qa.py (it is imported from PATH, not vendored in this
+repository; it needs numpy and tqdm). tests/fixtures/squad/qa_postprocess.json was made with the one of
+huggingface/transformers
+commit e3b8f49f021f206cf09529ed0810d0df7e8d7656 (sha256 e418d7ec...62ed96, as the fixture's `source` says):
+
+    .venv-torch/bin/python scripts/make_fixtures.py --only squad \
+        --utils-qa ../transformers/examples/pytorch/question-answering/utils_qa.py
+
+Without it the other squad fixtures are written and qa_postprocess.json stays as committed.
 """
 import argparse
 import json
@@ -722,6 +740,176 @@ def qa_windows(minilm_dir, squad_dev):
     }
 
 
+QA_POSTPROCESS = dict(max_length=64, stride=16, n_best_size=20, max_answer_length=30, seed=777, head_std=1.0,
+                      first_eval_questions=6, long_paragraph_questions=2)
+
+
+def load_utils_qa(path):
+    """transformers' examples/pytorch/question-answering/utils_qa.py, imported from `path` as it is
+    (not vendored here)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("utils_qa", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class Columns(list):
+    """The part of a `datasets.Dataset` that postprocess_qa_predictions uses: len(), iteration over
+    rows (dicts), row access by index and `ds["column"]` (a list of that column's values)."""
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return [row[key] for row in self]
+        return list.__getitem__(self, key)
+
+
+def qa_postprocess(minilm_dir, squad_dev, utils_qa_path):
+    """End-to-end SQuAD post-processing as run_qa.py does it: prepare_validation_features windows
+    (64/16, no padding), all-MiniLM-L6-v2 as BertForQuestionAnswering with a seeded N(0, 1) qa_outputs
+    head, each window alone through the model, then utils_qa.postprocess_qa_predictions (SQuAD v1.1:
+    no null answer, n_best 20, max_answer_length 30)."""
+    import hashlib
+    import tempfile
+
+    import transformers
+    from transformers import AutoTokenizer, BertForQuestionAnswering
+
+    cfg = QA_POSTPROCESS
+    max_len, stride = cfg["max_length"], cfg["stride"]
+    utils_qa = load_utils_qa(utils_qa_path)
+    with open(utils_qa_path, "rb") as f:
+        utils_qa_sha = hashlib.sha256(f.read()).hexdigest()
+
+    # ---- the questions: the first 6 of the evaluation part (articles i % 4 == 3, file order), then
+    # the first 2 of the longest paragraph (in tokens) of the first evaluation article
+    tok = AutoTokenizer.from_pretrained(minilm_dir)
+    assert tok.is_fast, "run_qa.py needs a fast tokenizer (offsets, sequence ids)"
+    with open(squad_dev, encoding="utf-8") as f:
+        dev = json.load(f)
+    eval_articles = [(ai, a) for ai, a in enumerate(dev["data"]) if ai % 4 == 3]
+    picked = []
+    for ai, art in eval_articles:
+        for pi, para in enumerate(art["paragraphs"]):
+            for qa in para["qas"]:
+                if len(picked) < cfg["first_eval_questions"]:
+                    picked.append((ai, pi, art["title"], para["context"], qa))
+    ai, art = eval_articles[0]
+    lens = [len(tok(p["context"])["input_ids"]) for p in art["paragraphs"]]
+    pi = max(range(len(lens)), key=lambda k: lens[k])
+    assert lens[pi] > max_len and pi not in {p[1] for p in picked if p[0] == ai}, (pi, lens[pi])
+    for qa in art["paragraphs"][pi]["qas"][:cfg["long_paragraph_questions"]]:
+        picked.append((ai, pi, art["title"], art["paragraphs"][pi]["context"], qa))
+    examples = Columns({"id": qa["id"], "question": qa["question"], "context": ctx, "answers": qa["answers"],
+                        "where": f"{title} (dev data[{a}].paragraphs[{p}])"} for a, p, title, ctx, qa in picked)
+    assert len({e["id"] for e in examples}) == len(examples)
+    for e in examples:
+        for ans in e["answers"]:
+            assert e["context"][ans["answer_start"]:ans["answer_start"] + len(ans["text"])] == ans["text"]
+
+    # ---- prepare_validation_features (run_qa.py, pad_on_right: question first), one batched call
+    kw = dict(truncation="only_second", max_length=max_len, stride=stride, return_overflowing_tokens=True,
+              return_offsets_mapping=True, padding=False)
+    questions = [q.lstrip() for q in examples["question"]]
+    enc = tok(questions, examples["context"], **kw)
+    sample_mapping = enc["overflow_to_sample_mapping"]
+    features = Columns()
+    for i in range(len(enc["input_ids"])):
+        seq = enc.sequence_ids(i)
+        features.append({
+            "input_ids": enc["input_ids"][i], "token_type_ids": enc["token_type_ids"][i],
+            "attention_mask": enc["attention_mask"][i], "example_id": examples["id"][sample_mapping[i]],
+            "offset_mapping": [(list(o) if seq[k] == 1 else None) for k, o in enumerate(enc["offset_mapping"][i])],
+        })
+    # the stored windows are what the tokenizer gives for each question alone as well
+    for j, e in enumerate(examples):
+        alone = tok(questions[j], e["context"], **kw)
+        mine = [f for f in features if f["example_id"] == e["id"]]
+        assert [f["input_ids"] for f in mine] == alone["input_ids"], e["id"]
+        assert all(len(f["input_ids"]) <= max_len and all(m == 1 for m in f["attention_mask"]) for f in mine)
+
+    # ---- the model: MiniLM as BertForQuestionAnswering (the checkpoint has no qa_outputs; HF initialises
+    # it, then it is overwritten from seed 777 with N(0, 1) so that spans are spread)
+    model, info = BertForQuestionAnswering.from_pretrained(minilm_dir, attn_implementation="eager",
+                                                           dtype=torch.float32, output_loading_info=True)
+    assert set(info["missing_keys"]) == {"qa_outputs.weight", "qa_outputs.bias"}, info["missing_keys"]
+    with torch.no_grad():
+        torch.manual_seed(cfg["seed"])
+        model.qa_outputs.weight.normal_(0.0, cfg["head_std"])
+        model.qa_outputs.bias.normal_(0.0, cfg["head_std"])
+    model.eval()
+    assert model.qa_outputs.weight.shape == (2, 384) and model.qa_outputs.weight.dtype == torch.float32
+    starts, ends = [], []
+    with torch.no_grad():
+        for f in features:  # each window alone: a batch of 1, attention mask all ones
+            out = model(input_ids=torch.tensor([f["input_ids"]]), token_type_ids=torch.tensor([f["token_type_ids"]]),
+                        attention_mask=torch.ones(1, len(f["input_ids"]), dtype=torch.long))
+            starts.append(out.start_logits[0].numpy().astype(np.float32))
+            ends.append(out.end_logits[0].numpy().astype(np.float32))
+
+    # ---- post-processing. postprocess_qa_predictions takes (n_features, seq_len) arrays, as run_qa's
+    # evaluation loop hands it (windows padded to a common length); here the logits are padded with
+    # -1e4 and the offset mapping with None. Padding cannot change the result: a padded position has
+    # offset None, so it is skipped as a start or an end, and its logit is below every real one, so it
+    # cannot push a real position out of a window's n_best candidates. (In run_qa a batch's padded
+    # positions carry real model logits and could take n_best slots; one window per batch avoids that.)
+    # Checked below against unpadded per-window logits and offsets.
+    width = max(len(s) for s in starts)
+    pad = lambda xs: np.stack([np.concatenate([x, np.full(width - len(x), -1e4, np.float32)]) for x in xs])
+    padded = Columns(dict(f, offset_mapping=f["offset_mapping"] + [None] * (width - len(f["offset_mapping"])))
+                     for f in features)
+    assert all(float(min(s.min(), e.min())) > -1e3 for s, e in zip(starts, ends))
+    post = dict(version_2_with_negative=False, n_best_size=cfg["n_best_size"],
+                max_answer_length=cfg["max_answer_length"])
+    with tempfile.TemporaryDirectory() as tmp:
+        preds = utils_qa.postprocess_qa_predictions(examples, padded, (pad(starts), pad(ends)), output_dir=tmp,
+                                                    **post)
+        with open(os.path.join(tmp, "nbest_predictions.json"), encoding="utf-8") as f:
+            nbest = json.load(f)
+    unpadded = utils_qa.postprocess_qa_predictions(examples, features, (starts, ends), **post)
+    assert dict(preds) == dict(unpadded), (preds, unpadded)
+
+    questions_out = []
+    for e in examples:
+        idx = [i for i, f in enumerate(features) if f["example_id"] == e["id"]]
+        best = nbest[e["id"]]
+        # a margin between the best and the runner-up score, so that a consumer's float32 logits need
+        # not be bit-exact to find the same answer
+        margin = (best[0]["start_logit"] + best[0]["end_logit"]) - (best[1]["start_logit"] + best[1]["end_logit"])
+        assert best[0]["text"] == preds[e["id"]] and margin > 1e-3, (e["id"], margin)
+        gold = [a["text"] for a in e["answers"]]
+        print(f"  {e['where']} {e['id']}: {len(idx)} windows; prediction {preds[e['id']]!r} "
+              f"(score margin {margin:.4f}); gold {gold}")
+        questions_out.append({
+            "id": e["id"], "question": e["question"], "context": e["context"],
+            "answers": [{"text": a["text"], "answer_start": a["answer_start"]} for a in e["answers"]],
+            "windows": [{"input_ids": features[i]["input_ids"], "start_logits": [float(x) for x in starts[i]],
+                         "end_logits": [float(x) for x in ends[i]]} for i in idx],
+            "prediction": preds[e["id"]],
+        })
+    return {
+        "source": ("scripts/make_fixtures.py --only squad --utils-qa PATH (transformers " + transformers.__version__
+                   + ", torch " + torch.__version__.split("+")[0] + "): the first 6 questions of the evaluation "
+                   "part of dev-v1.1.json (articles i % 4 == 3, file order) and the first 2 of the longest paragraph "
+                   "of its first article; windows as run_qa.py's prepare_validation_features "
+                   "(AutoTokenizer.from_pretrained('models/all-MiniLM-L6-v2'), tok(question.lstrip(), context, "
+                   "truncation='only_second', max_length=64, stride=16, return_overflowing_tokens=True, "
+                   "return_offsets_mapping=True, padding=False)); logits of BertForQuestionAnswering "
+                   "(all-MiniLM-L6-v2 encoder, eager attention, float32, eval, CPU) with qa_outputs drawn after "
+                   "torch.manual_seed(777): weight then bias, normal_(0, 1.0); each window alone (batch of 1, "
+                   "token_type_ids from the tokenizer, attention mask all ones); logits are float32 values "
+                   "written exactly as doubles; prediction = utils_qa.postprocess_qa_predictions("
+                   "version_2_with_negative=False, n_best_size=20, max_answer_length=30) of "
+                   "huggingface/transformers examples/pytorch/question-answering/utils_qa.py (sha256 "
+                   + utils_qa_sha + "), on logits padded to the longest window with -1e4 (no effect: checked)"),
+        "max_length": max_len,
+        "stride": stride,
+        "qa_outputs": {"weight": model.qa_outputs.weight.tolist(), "bias": model.qa_outputs.bias.tolist()},
+        "questions": questions_out,
+    }
+
+
 def compact_json(o, indent=0):
     """indent=1 JSON, but lists without dicts inside (token ids, offsets) on one line."""
     pad = " " * indent
@@ -733,7 +921,7 @@ def compact_json(o, indent=0):
     return json.dumps(o, ensure_ascii=False, separators=(",", ":") if isinstance(o, list) else (", ", ": "))
 
 
-def squad_fixtures(minilm_dir, squad_dev):
+def squad_fixtures(minilm_dir, squad_dev, utils_qa=None):
     out_dir = os.path.join(OUT, "squad")
     os.makedirs(out_dir, exist_ok=True)
     ref = qa_reference(os.path.join(OUT, "tiny_bert"))
@@ -741,6 +929,13 @@ def squad_fixtures(minilm_dir, squad_dev):
     print("qa loss", ref["loss"].item())
     with open(os.path.join(out_dir, "qa_windows.json"), "w", encoding="utf-8") as f:
         f.write(compact_json(qa_windows(minilm_dir, squad_dev)) + "\n")
+    if utils_qa is None:
+        print("squad/qa_postprocess.json not written (it needs --utils-qa PATH)")
+        return
+    path = os.path.join(out_dir, "qa_postprocess.json")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(compact_json(qa_postprocess(minilm_dir, squad_dev, utils_qa)) + "\n")
+    print(f"{path}: {os.path.getsize(path)} bytes")
 
 
 # ---------------------------------------------------------------- metrics
@@ -779,12 +974,16 @@ def main():
                     "models/all-MiniLM-L6-v2 by default")
     ap.add_argument("--squad-dev", default=os.path.join(ROOT, "..", "shared", "data", "squad", "dev-v1.1.json"),
                     help="SQuAD v1.1 dev-v1.1.json (the squad fixtures)")
+    ap.add_argument("--utils-qa", metavar="PATH",
+                    help="transformers' examples/pytorch/question-answering/utils_qa.py (not vendored here); "
+                    "with it the squad fixtures include squad/qa_postprocess.json")
     ap.add_argument("--only", choices=["roberta", "peft", "squad"], help="write only these fixtures")
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
     if args.only == "squad":
-        squad_fixtures(args.minilm or os.path.join(ROOT, "models", "all-MiniLM-L6-v2"), args.squad_dev)
+        squad_fixtures(args.minilm or os.path.join(ROOT, "models", "all-MiniLM-L6-v2"), args.squad_dev,
+                       args.utils_qa)
         print("SQuAD fixtures written to", os.path.abspath(os.path.join(OUT, "squad")))
         return
     if args.only == "peft":
@@ -825,7 +1024,7 @@ def main():
     golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
     roberta_fixtures()
     peft_golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
-    squad_fixtures(args.minilm, args.squad_dev)
+    squad_fixtures(args.minilm, args.squad_dev, args.utils_qa)
     metrics_fixture(os.path.join(OUT, "metrics.json"))
     print("fixtures written to", os.path.abspath(OUT))
 

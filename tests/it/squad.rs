@@ -460,3 +460,106 @@ fn repro_train_runs_squad_end_to_end() {
     let biases = h + l * (7 * h + i);
     assert_eq!(r.trainable_params, biases + 2 * h + 2);
 }
+
+#[test]
+fn post_processing_matches_hf_utils_qa_on_minilm_logits() {
+    // MiniLM with a seeded span head: HF's windows, logits and utils_qa predictions
+    // (scripts/make_fixtures.py --only squad --utils-qa …) against ours
+    let Some(dir) = minilm() else { return };
+    let path = fixtures().join("squad/qa_postprocess.json");
+    let fx = json(&path);
+    let dev = Backend::Ndarray.device().unwrap();
+    let ckpt = Checkpoint::open(&dir).unwrap();
+    let (bert, _) = ckpt.load(&dev).unwrap();
+    let mut qa = BertClassifier::new(bert, &ckpt.config, 2, HeadPooling::Span, 0, &dev);
+    let floats = |v: &Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let w: Vec<f32> = fx["qa_outputs"]["weight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(floats)
+        .collect();
+    qa.set_head(&w, &floats(&fx["qa_outputs"]["bias"]), &dev);
+    let max_length = fx["max_length"].as_u64().unwrap() as usize;
+    let stride = fx["stride"].as_u64().unwrap() as usize;
+    let tok = BertTokenizer::from_model_dir(&dir, max_length)
+        .unwrap()
+        .windows(stride)
+        .unwrap();
+    let questions = fx["questions"].as_array().unwrap();
+    let mut multi = 0;
+    for q in questions {
+        let ex = SquadExample {
+            id: q["id"].as_str().unwrap().into(),
+            article: 0,
+            title: String::new(),
+            context: q["context"].as_str().unwrap().into(),
+            question: q["question"].as_str().unwrap().into(),
+            answers: q["answers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| Answer {
+                    text: a["text"].as_str().unwrap().into(),
+                    start: a["answer_start"].as_u64().unwrap() as usize,
+                })
+                .collect(),
+        };
+        let windows = squad::windows(&tok, std::slice::from_ref(&ex)).unwrap();
+        let want = q["windows"].as_array().unwrap();
+        assert_eq!(windows.len(), want.len(), "{}: windows", ex.id);
+        multi += usize::from(windows.len() > 1);
+        let mut ours: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
+        let mut theirs: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
+        for (win, fw) in windows.iter().zip(want) {
+            let ids: Vec<u32> = fw["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(win.enc.input_ids, ids, "{}: window ids", ex.id);
+            let b = bitfit_repro::tokenize::Batch::collate(&[&win.enc], 0, None);
+            let (i, t, m) = bitfit_repro::model::batch_tensors(&b, &dev);
+            let v: Vec<f32> = qa
+                .forward_spans(i, t, m)
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .unwrap();
+            let s: Vec<f32> = v.iter().step_by(2).copied().collect();
+            let e: Vec<f32> = v.iter().skip(1).step_by(2).copied().collect();
+            let (fs, fe) = (floats(&fw["start_logits"]), floats(&fw["end_logits"]));
+            let d = max_abs_diff(&s, &fs).max(max_abs_diff(&e, &fe));
+            assert!(d <= 1e-3, "{}: logits differ by {d}", ex.id);
+            ours.push((s, e));
+            theirs.push((fs, fe));
+        }
+        let answer = |logits: &[(Vec<f32>, Vec<f32>)]| {
+            let ws: Vec<squad::WindowLogits> = windows
+                .iter()
+                .zip(logits)
+                .map(|(w, (s, e))| (w, s.as_slice(), e.as_slice()))
+                .collect();
+            squad::best_answer(&ex.context, &ws, squad::N_BEST, squad::MAX_ANSWER_TOKENS)
+        };
+        let prediction = q["prediction"].as_str().unwrap();
+        assert_eq!(
+            answer(&theirs),
+            prediction,
+            "{}: post-processing of HF's logits",
+            ex.id
+        );
+        assert_eq!(answer(&ours), prediction, "{}: our logits", ex.id);
+    }
+    assert!(
+        questions.len() >= 6 && multi >= 2,
+        "{} questions, {multi} with several windows",
+        questions.len()
+    );
+}

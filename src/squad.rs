@@ -97,20 +97,47 @@ pub fn locate(root: &Path, split: Split) -> Result<(PathBuf, Part)> {
 /// dev set is split by article.
 pub fn load(root: &Path, split: Split) -> Result<(Vec<SquadExample>, Option<String>)> {
     let (path, part) = locate(root, split)?;
-    let all = read(&path)?;
-    let note = (part != Part::Whole).then(|| {
+    Ok((select(read(&path)?, part), split_note(root, part)))
+}
+
+/// A run's training and dev questions, each file read once (the dev file alone holds both
+/// parts), with the note of [`load`].
+pub fn load_train_dev(
+    root: &Path,
+) -> Result<(Vec<SquadExample>, Vec<SquadExample>, Option<String>)> {
+    let (train_path, train_part) = locate(root, Split::Train)?;
+    let (dev_path, dev_part) = locate(root, Split::Dev)?;
+    let train_all = read(&train_path)?;
+    let dev_all = if dev_path == train_path {
+        train_all.clone()
+    } else {
+        read(&dev_path)?
+    };
+    Ok((
+        select(train_all, train_part),
+        select(dev_all, dev_part),
+        split_note(root, train_part),
+    ))
+}
+
+fn split_note(root: &Path, part: Part) -> Option<String> {
+    (part != Part::Whole).then(|| {
         format!(
             "SQuAD: no {TRAIN_FILE} in {}: training on the train part of {DEV_FILE} (articles i % 4 != 3) \
              and scoring on its evaluation part (i % 4 == 3)",
             root.display()
         )
-    });
+    })
+}
+
+/// The questions of `part` among a file's.
+fn select(all: Vec<SquadExample>, part: Part) -> Vec<SquadExample> {
     let keep = |e: &SquadExample| match part {
         Part::Whole => true,
         Part::Train => !in_eval_part(e.article),
         Part::Eval => in_eval_part(e.article),
     };
-    Ok((all.into_iter().filter(keep).collect(), note))
+    all.into_iter().filter(keep).collect()
 }
 
 /// Read a SQuAD v1.1 JSON file (`data` → articles → `paragraphs` → `qas`). Every answer must

@@ -648,7 +648,7 @@ impl SquadData {
         let root = crate::hub::resolve_data(&cfg.data.to_string_lossy())?;
         let tok = BertTokenizer::from_model_dir(model_dir, cfg.max_length)?
             .windows(squad::stride_for(cfg.max_length))?;
-        let (all_train, note) = squad::load(&root, Split::Train)?;
+        let (all_train, mut dev_ex, note) = squad::load_train_dev(&root)?;
         if let Some(n) = note {
             on_event(Event::Note(n));
         }
@@ -668,7 +668,6 @@ impl SquadData {
         } else {
             (Vec::new(), Vec::new())
         };
-        let (mut dev_ex, _) = squad::load(&root, Split::Dev)?;
         if let Some(n) = cfg.eval_size {
             dev_ex.truncate(n);
         }

@@ -201,6 +201,7 @@ fn trainable_counts_per_method() {
 #[test]
 fn random_masks_leave_masked_scalars_untouched() {
     use bitfit_repro::finetune::masks::build_masks;
+    use bitfit_repro::finetune::method::trainable_scalars;
     let g = golden();
     let file = Tensors::open(fixtures().join("golden_steps/full_ft.safetensors"));
     for (spec, budget) in [("rand_uniform:500", Some(500usize)), ("rand_row_col", None)] {
@@ -211,6 +212,51 @@ fn random_masks_leave_masked_scalars_untouched() {
         let ps = params(trainer.model());
         let masks = build_masks(&method, &ps, 3, 1000);
         assert!(!masks.is_empty());
+        // the reference's tensor sets (glue_evaluator.py): rand_uniform masks every tensor of
+        // model.bert; rand_row_col masks the encoder's and pooler's Linear weights and frees the
+        // encoder's LayerNorm gains whole; no bias trains in either; the classifier trains whole
+        let masked: Vec<&str> = masks.iter().map(|m| m.hf_name.as_str()).collect();
+        let whole: Vec<&str> = ps
+            .iter()
+            .filter(|p| p.require_grad && !masks.iter().any(|m| m.id == p.id))
+            .map(|p| p.hf_name.as_str())
+            .collect();
+        let bert: Vec<&str> = ps
+            .iter()
+            .map(|p| p.hf_name.as_str())
+            .filter(|n| n.starts_with("bert."))
+            .collect();
+        let head = ["classifier.weight", "classifier.bias"];
+        if budget.is_some() {
+            assert_eq!(masked, bert, "{spec}: masked tensors");
+            assert_eq!(whole, head, "{spec}: whole tensors");
+        } else {
+            let linear = |n: &&str| {
+                n.ends_with(".weight")
+                    && !n.contains("LayerNorm")
+                    && !n.contains("embeddings")
+                    && (n.contains(".encoder.") || n.contains(".pooler."))
+            };
+            // the encoder's gains only: the reference skips every tensor outside the encoder and
+            // pooler before it frees LayerNorm gains, so the embeddings' LayerNorm stays frozen
+            let gains = |n: &&str| n.ends_with("LayerNorm.weight") && n.contains(".encoder.");
+            assert_eq!(
+                masked,
+                bert.iter().copied().filter(linear).collect::<Vec<_>>()
+            );
+            let mut expect: Vec<&str> = bert.iter().copied().filter(gains).collect();
+            expect.extend(head);
+            assert_eq!(whole, expect, "{spec}: whole tensors");
+            // 2 layers x 6 Linear weights + the pooler's; 2 x 2 LayerNorm gains + the head
+            assert_eq!((masked.len(), whole.len()), (13, 4 + 2));
+        }
+        let ones: usize = masks.iter().map(|m| m.ones).sum();
+        let whole_scalars: usize = ps
+            .iter()
+            .filter(|p| whole.contains(&p.hf_name.as_str()))
+            .map(|p| p.numel)
+            .sum();
+        assert_eq!(trainable_scalars(&ps, &masks), ones + whole_scalars);
         if let Some(b) = budget {
             let ones: usize = masks.iter().map(|m| m.ones).sum();
             // drawn with replacement: a few collisions, never more than the budget

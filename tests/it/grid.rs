@@ -283,6 +283,52 @@ fn shipped_grids_parse() {
     );
 }
 
+/// Every campaign grid parses, and expands to exactly the run count its header comment states
+/// (the first "N runs" in it), so a grid edited without its comment, or a comment planned against
+/// the wrong count, fails here rather than misleading whoever budgets the campaign.
+#[test]
+fn paper_grids_expand_to_their_stated_run_counts() {
+    let dir = crate::common::repo().join("experiments/paper");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let words: Vec<&str> = text
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .flat_map(str::split_whitespace)
+            .collect();
+        let stated = words
+            .windows(2)
+            .find_map(|w| {
+                let runs = w[1].trim_end_matches(|c: char| !c.is_alphanumeric()) == "runs";
+                runs.then(|| w[0].replace(',', "").parse::<usize>().ok())?
+            })
+            .unwrap_or_else(|| panic!("{name}: its header comment states no \"N runs\""));
+        let grid = Grid::from_file(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        match grid.expand() {
+            Ok(cells) => assert_eq!(
+                cells.len(),
+                stated,
+                "{name}: expands to {} runs",
+                cells.len()
+            ),
+            // the one grid whose model is not reachable here; tests/it/roberta.rs runs it from a
+            // Hugging Face cache layout
+            Err(e) if name == "table2_roberta.toml" => {
+                assert!(format!("{e:#}").contains("roberta-base"), "{name}: {e:#}")
+            }
+            Err(e) => panic!("{name}: {e:#}"),
+        }
+        seen += 1;
+    }
+    assert!(seen >= 10, "only {seen} grids in {}", dir.display());
+}
+
 #[test]
 fn time_limit_durations_parse() {
     use bitfit_repro::runner::{human_seconds, parse_duration};

@@ -81,7 +81,7 @@ impl Adapter {
 
     pub fn forward(&self, h: Tensor<3>) -> Tensor<3> {
         let z = self.down.forward(h.clone());
-        let z = z.clone() * ((z / std::f64::consts::SQRT_2).erf() + 1.0) * 0.5;
+        let z = burn::tensor::activation::gelu(z);
         h + self.up.forward(z)
     }
 }

@@ -58,14 +58,34 @@ impl FloatTensorOps<Self> for NdArray {
     ) -> FloatTensor<Self> {
         let mut seed = SEED.lock();
         let mut rng = seed.take().unwrap_or_else(get_seeded_rng);
-        let tensor = execute_with_float_out_dtype!(
-            dtype,
-            E,
-            Self::float_from_data(
-                TensorData::random::<E, _, _>(shape, distribution, &mut rng),
-                device,
-            )
-        );
+        let tensor = match distribution {
+            // Dropout's masks: the very draws `TensorData::random` makes (one `Bernoulli` sample
+            // per element, in order), in one tight loop instead of a sampler built per element.
+            Distribution::Bernoulli(prob) => {
+                let bernoulli = rand::distr::Bernoulli::new(prob).unwrap();
+                let n = shape.num_elements();
+                execute_with_float_out_dtype!(dtype, E, {
+                    let data: Vec<E> = (0..n)
+                        .map(|_| {
+                            if rand::RngExt::sample(&mut rng, bernoulli) {
+                                1.elem()
+                            } else {
+                                0.elem()
+                            }
+                        })
+                        .collect();
+                    Self::float_from_data(TensorData::new(data, shape), device)
+                })
+            }
+            _ => execute_with_float_out_dtype!(
+                dtype,
+                E,
+                Self::float_from_data(
+                    TensorData::random::<E, _, _>(shape, distribution, &mut rng),
+                    device,
+                )
+            ),
+        };
 
         *seed = Some(rng);
         tensor

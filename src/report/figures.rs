@@ -755,6 +755,18 @@ impl Draw for ParamsFig {
                 .label(format!("{} ({:.1})", method_label(&p.method), p.score))
                 .legend(move |(x, y)| Circle::new((x + 8, y), 5, colour.filled()));
         }
+        // BitFit on top, ringed: another method of the same size (rand_row_col, rand_uniform)
+        // can land on the very same spot and would hide the paper's method
+        for p in self.points.iter().filter(|p| p.method == "bitfit") {
+            let at = (p.pct.max(1e-4), p.score);
+            let colour = method_colour(&p.method);
+            chart
+                .draw_series([
+                    Circle::new(at, 6, colour.filled()),
+                    Circle::new(at, 8, BLACK.stroke_width(2)),
+                ])
+                .map_err(pe)?;
+        }
         finish_legend(&mut chart, SeriesLabelPosition::LowerRight)
     }
 }
@@ -1046,9 +1058,9 @@ pub fn all(
     // parameters vs score: one figure per (setting, training size) with three or more methods
     for (Setting { model, protocol }, size, tasks, points) in params_points(best) {
         let note = format!(
-            "points = the tables' cells ({}) averaged over {}; bars = the mean of the per-task stds",
-            rules.short(),
-            tasks.join(", ")
+            "table cells averaged over {} ({}); bars: mean per-task std",
+            tasks.join(", "),
+            rules.short()
         );
         let name = format!(
             "params_vs_score_{}_{}",

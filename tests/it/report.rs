@@ -1125,7 +1125,7 @@ fn parameters_vs_score_plots_one_point_per_method() {
     r.trainable_share = 0.0001;
     results.push(r);
     let fig = figure(&results);
-    for s in ["Full-FT (81.0)", "averaged over RTE;", "(70.0)"] {
+    for s in ["Full-FT (81.0)", "averaged over RTE (", "(70.0)"] {
         assert!(fig.svg.contains(s), "params figure lacks {s}");
     }
 }

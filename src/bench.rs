@@ -5,11 +5,15 @@
 //! The workload: BertForSequenceClassification (pooler head, 2 labels), or with `span` SQuAD's
 //! BertForQuestionAnswering (start/end logits per token, the mean of both cross-entropies);
 //! every sequence `seq_len` real tokens (no padding), dropout on, the harness's AdamW + global
-//! clipping.
+//! clipping. Beside each step, the backend's own rate on the model's largest matmul (the
+//! feed-forward up-projection, `[batch·seq, H] × [H, I]`, no autodiff) is measured in the same
+//! process, so a step's GFLOP/s reads as a share of what that backend's matmul reaches.
 
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use burn::prelude::{Device, Tensor};
+use burn::tensor::Distribution;
 
 use crate::backend::Backend;
 use crate::finetune::train::Targets;
@@ -38,6 +42,10 @@ pub struct BenchRow {
     pub gflop_per_step: f64,
     pub gflops_per_second: f64,
     pub trainable_params: usize,
+    /// the backend's f32 matmul rate on the `[batch·seq, H] × [H, I]` product in this process
+    /// ([`matmul_gflops`]); 0 in rows written before it was measured
+    #[serde(default)]
+    pub matmul_gflops_per_second: f64,
 }
 
 /// Forward FLOPs of one batch: 2·tokens·(matmul parameters) + attention score/value products.
@@ -65,6 +73,44 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The backend's f32 matmul rate in GFLOP/s on `batch·seq × k × n` products (random values, no
+/// autodiff), the better of two forms: one `[batch·seq, k] × [k, n]` product, and the batched
+/// `[batch, seq, k] × [1, k, n]` one the model's linear layers run (burn-ndarray spreads batches
+/// over its threads, one matmul thread each). Each form: the median of `reps` products after one
+/// warm-up, each read back to the host so that an asynchronous device has finished it.
+pub fn matmul_gflops(
+    dev: &Device,
+    batch: usize,
+    seq: usize,
+    k: usize,
+    n: usize,
+    reps: usize,
+) -> f64 {
+    let median_seconds = |product: &dyn Fn() -> Tensor<2>| {
+        let mut times: Vec<f64> = (0..reps + 1)
+            .map(|_| {
+                let t0 = Instant::now();
+                // one element back to the host: the product is complete
+                let _ = product().slice([0..1, 0..1]).into_data();
+                t0.elapsed().as_secs_f64()
+            })
+            .skip(1)
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let m = batch * seq;
+    let a = Tensor::<2>::random([m, k], Distribution::Default, dev);
+    let b = Tensor::<2>::random([k, n], Distribution::Default, dev);
+    let flat = median_seconds(&|| a.clone().matmul(b.clone()));
+    let (a3, b3) = (
+        a.clone().reshape([batch, seq, k]),
+        b.clone().reshape([1, k, n]),
+    );
+    let batched = median_seconds(&|| a3.clone().matmul(b3.clone()).reshape([m, n]));
+    2.0 * (m * k * n) as f64 / flat.min(batched) / 1e9
+}
+
 /// The workload of one benchmark: a model shape, a batch of `batch` × `seq` tokens, and how
 /// many steps to warm up and to measure.
 #[derive(Clone, Debug)]
@@ -82,7 +128,8 @@ pub struct Workload {
 /// One cell, in this process.
 pub fn bench_one(w: &Workload, backend: Backend, method: &Method) -> Result<BenchRow> {
     let (cfg, batch, seq) = (&w.config, w.batch, w.seq);
-    let dev = backend.device()?.autodiff();
+    let inner = backend.device()?;
+    let dev = inner.clone().autodiff();
     dev.seed(0);
     let pooling = if w.span {
         HeadPooling::Span
@@ -130,6 +177,15 @@ pub fn bench_one(w: &Workload, backend: Backend, method: &Method) -> Result<Benc
     // weight gradients of every matrix: Full-FT, and Diff-Pruning's search (through its diff)
     let weight_grads = matches!(method, Method::FullFt | Method::DiffPruning { .. });
     let gflop = fwd * if weight_grads { 3.0 } else { 2.0 } / 1e9;
+    drop(trainer);
+    let matmul = matmul_gflops(
+        &inner,
+        batch,
+        seq,
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        5,
+    );
     Ok(BenchRow {
         shape: w.shape_name.clone(),
         head: pooling.to_string(),
@@ -146,6 +202,7 @@ pub fn bench_one(w: &Workload, backend: Backend, method: &Method) -> Result<Benc
         gflop_per_step: gflop,
         gflops_per_second: gflop / (median / 1000.0),
         trainable_params: trainable,
+        matmul_gflops_per_second: matmul,
     })
 }
 
@@ -192,7 +249,7 @@ pub fn bench_all(
 
 pub fn render(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:<16} {:<8} {:<10} {:>5} {:>4} {:>11} {:>9} {:>9} {:>8} {:>9}\n",
+        "{:<16} {:<8} {:<10} {:>5} {:>4} {:>11} {:>9} {:>9} {:>12} {:>8} {:>9}\n",
         "shape",
         "backend",
         "method",
@@ -201,6 +258,7 @@ pub fn render(rows: &[BenchRow]) -> String {
         "ms/step",
         "ex/s",
         "GFLOP/s",
+        "% matmul",
         "RSS MiB",
         "trainable"
     );
@@ -211,7 +269,7 @@ pub fn render(rows: &[BenchRow]) -> String {
             r.shape.clone()
         };
         s.push_str(&format!(
-            "{:<16} {:<8} {:<10} {:>5} {:>4} {:>11.0} {:>9.2} {:>9.1} {:>8.0} {:>9}\n",
+            "{:<16} {:<8} {:<10} {:>5} {:>4} {:>11.0} {:>9.2} {:>9.1} {:>12} {:>8.0} {:>9}\n",
             shape,
             r.backend,
             r.method,
@@ -220,9 +278,23 @@ pub fn render(rows: &[BenchRow]) -> String {
             r.ms_per_step_median,
             r.examples_per_second,
             r.gflops_per_second,
+            matmul_share(r),
             r.peak_rss_mib,
             r.trainable_params
         ));
     }
     s
+}
+
+/// A step's GFLOP/s as a share of the same process's matmul rate (`-` where not measured).
+fn matmul_share(r: &BenchRow) -> String {
+    if r.matmul_gflops_per_second > 0.0 {
+        format!(
+            "{:.0}% of {:.0}",
+            100.0 * r.gflops_per_second / r.matmul_gflops_per_second,
+            r.matmul_gflops_per_second
+        )
+    } else {
+        "-".into()
+    }
 }

@@ -346,6 +346,7 @@ fn bench_reports_every_cell() {
         assert!(r["ms_per_step_median"].as_f64().unwrap() > 0.0);
         assert!(r["peak_rss_mib"].as_f64().unwrap() > 1.0);
         assert!(r["gflop_per_step"].as_f64().unwrap() > 0.0);
+        assert!(r["matmul_gflops_per_second"].as_f64().unwrap() > 0.0);
     }
     let trainable = |m: &str| {
         rows.iter().find(|r| r["method"] == m).unwrap()["trainable_params"]
@@ -354,6 +355,10 @@ fn bench_reports_every_cell() {
     };
     assert!(trainable("bitfit") * 10 < trainable("full_ft"));
     assert!(text.contains("ms/step"), "{text}");
+    assert!(
+        text.contains("% matmul") && text.contains("% of "),
+        "{text}"
+    );
 
     // SQuAD's span head: no pooler, qa_outputs (hidden -> 2)
     let (text, span) = bench("ndarray", "bitfit", &["--span"]);

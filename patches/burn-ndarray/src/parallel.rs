@@ -74,3 +74,43 @@ macro_rules! iter_range_par {
         $start:expr, $end:expr
     ) => {{ ($start..$end) }};
 }
+
+/// Elements below which an element-wise kernel runs on the calling thread: there, rayon's
+/// fork/join costs more than it saves.
+pub(crate) const PAR_ELEMWISE_MIN: usize = 1 << 15;
+
+/// Cover `0..len` with contiguous ranges and call `f` on each: one range per rayon thread, run in
+/// parallel, when `len >= PAR_ELEMWISE_MIN` (every range but the last a multiple of 64 elements
+/// long, so SIMD alignment is the same as in one pass), else `f(0..len)` on this thread. For
+/// element-wise kernels, whose results do not depend on the split.
+pub(crate) fn for_each_range<F: Fn(core::ops::Range<usize>) + Sync + Send>(len: usize, f: F) {
+    #[cfg(feature = "multi-threads")]
+    {
+        use rayon::prelude::*;
+        let threads = rayon::current_num_threads();
+        if threads > 1 && len >= PAR_ELEMWISE_MIN {
+            let chunk = len.div_ceil(threads).next_multiple_of(64);
+            (0..len.div_ceil(chunk))
+                .into_par_iter()
+                .for_each(|i| f(i * chunk..((i + 1) * chunk).min(len)));
+            return;
+        }
+    }
+    f(0..len)
+}
+
+/// `array.mapv_into(f)`, on rayon's threads when the tensor has at least `PAR_ELEMWISE_MIN`
+/// elements.
+pub(crate) fn par_mapv_into<E, F>(array: crate::SharedArray<E>, f: F) -> crate::SharedArray<E>
+where
+    E: Copy + Send + Sync,
+    F: Fn(E) -> E + Sync + Send,
+{
+    #[cfg(feature = "multi-threads")]
+    if rayon::current_num_threads() > 1 && array.len() >= PAR_ELEMWISE_MIN {
+        let mut out = array.into_owned();
+        out.par_mapv_inplace(f);
+        return out.into_shared();
+    }
+    array.mapv_into(f).into_shared()
+}

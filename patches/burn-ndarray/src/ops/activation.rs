@@ -15,12 +15,10 @@ impl ActivationOps<Self> for NdArray {
     /// Exact (erf) GELU in one pass: x * Φ(x).
     fn gelu(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
-            array
-                .mapv_into(|x: FloatElem| {
-                    let x = x.to_f64();
-                    (0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2))).elem()
-                })
-                .into_shared()
+            crate::parallel::par_mapv_into(array, |x: FloatElem| {
+                let x = x.to_f64();
+                (0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2))).elem()
+            })
         })
     }
 
@@ -33,12 +31,18 @@ impl ActivationOps<Self> for NdArray {
             FloatElem,
             |x: SharedArray<FloatElem>, grad: SharedArray<FloatElem>| {
                 let mut out = grad.into_owned();
-                out.zip_mut_with(&x, |g, &x| {
+                let step = |g: &mut FloatElem, &x: &FloatElem| {
                     let x = x.to_f64();
                     let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
                     let pdf = inv_sqrt_2pi * (-0.5 * x * x).exp();
                     *g = (g.to_f64() * (cdf + x * pdf)).elem();
-                });
+                };
+                #[cfg(feature = "multi-threads")]
+                if out.len() >= crate::parallel::PAR_ELEMWISE_MIN && out.shape() == x.shape() {
+                    ndarray::Zip::from(&mut out).and(&x).par_for_each(step);
+                    return out.into_shared();
+                }
+                out.zip_mut_with(&x, step);
                 out.into_shared()
             }
         )
@@ -49,7 +53,7 @@ impl ActivationOps<Self> for NdArray {
     fn softmax(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
             let mut out = array.into_owned();
-            for mut lane in out.lanes_mut(Axis(dim)) {
+            let lane_softmax = |mut lane: ndarray::ArrayViewMut1<FloatElem>| {
                 let max = lane
                     .iter()
                     .fold(f64::NEG_INFINITY, |m, &v| m.max(v.to_f64()));
@@ -61,7 +65,13 @@ impl ActivationOps<Self> for NdArray {
                 });
                 let inv = 1.0 / sum;
                 lane.mapv_inplace(|v: FloatElem| (v.to_f64() * inv).elem());
+            };
+            #[cfg(feature = "multi-threads")]
+            if out.len() >= crate::parallel::PAR_ELEMWISE_MIN {
+                ndarray::Zip::from(out.lanes_mut(Axis(dim))).par_for_each(lane_softmax);
+                return out.into_shared();
             }
+            out.lanes_mut(Axis(dim)).into_iter().for_each(lane_softmax);
             out.into_shared()
         })
     }

@@ -26,8 +26,11 @@ pub(crate) fn matmul<E: NdArrayElement>(
     let num_r_batches = shape_rhs.num_elements() / r_mat_size;
     let num_out_batches = out_shape.num_elements() / out_mat_size;
 
-    let lhs_array = NdArrayOps::reshape(lhs, Shape::new([num_l_batches, m, k]));
-    let rhs_array = NdArrayOps::reshape(rhs, Shape::new([num_r_batches, k, n]));
+    // matrixmultiply takes any row and column strides, so a transposed or permuted operand is
+    // read in place when its batch dims merge; only otherwise is it copied to standard layout
+    let lhs_array = batched(lhs, num_l_batches, m, k);
+    let rhs_array = batched(rhs, num_r_batches, k, n);
+    let (lhs_array, rhs_array) = (lhs_array.view3(), rhs_array.view3());
 
     let alpha: E = 1.0.elem();
     let beta: E = 0.0.elem();
@@ -66,6 +69,79 @@ pub(crate) fn matmul<E: NdArrayElement>(
     });
 
     NdArrayOps::reshape(out, out_shape)
+}
+
+/// A matmul operand as `[batches, rows, cols]`: a strided view of the array itself when its
+/// leading dims merge into one batch stride, else a standard-layout copy.
+enum Batched<E> {
+    View(SharedArray<E>, [usize; 3]),
+    Copy(SharedArray<E>),
+}
+
+impl<E: NdArrayElement> Batched<E> {
+    fn view3(&self) -> ndarray::ArrayView3<'_, E> {
+        match self {
+            Batched::View(array, strides) => {
+                let dims = array.shape();
+                let nd = dims.len();
+                let rows_cols = (dims[nd - 2], dims[nd - 1]);
+                let batches = array.len() / (rows_cols.0 * rows_cols.1).max(1);
+                use ndarray::ShapeBuilder;
+                let shape = (batches, rows_cols.0, rows_cols.1)
+                    .strides((strides[0], strides[1], strides[2]));
+                // SAFETY: `batched` checked that these non-negative strides address exactly the
+                // array's own elements (its leading dims merge into the batch stride)
+                unsafe { ndarray::ArrayView3::from_shape_ptr(shape, array.as_ptr()) }
+            }
+            Batched::Copy(array) => array
+                .view()
+                .into_dimensionality::<ndarray::Ix3>()
+                .expect("reshaped to 3 dims"),
+        }
+    }
+}
+
+fn batched<E: NdArrayElement>(
+    array: SharedArray<E>,
+    batches: usize,
+    rows: usize,
+    cols: usize,
+) -> Batched<E> {
+    let dims = array.shape().to_vec();
+    let strides = array.strides().to_vec();
+    let nd = dims.len();
+    if nd >= 2 && strides.iter().all(|&s| s >= 0) && array.len() > 0 {
+        // walk the batch dims outward: each must step by the inner dims' extent
+        let mut batch: Option<(usize, usize)> = None; // (innermost stride, elements so far)
+        let mut merges = true;
+        for i in (0..nd - 2).rev() {
+            if dims[i] == 1 {
+                continue;
+            }
+            let s = strides[i] as usize;
+            batch = match batch {
+                None => Some((s, dims[i])),
+                Some((inner, len)) if s == inner * len => Some((inner, len * dims[i])),
+                Some(_) => {
+                    merges = false;
+                    break;
+                }
+            };
+        }
+        if merges {
+            let batch_stride = batch.map_or(0, |(s, _)| s);
+            let st = [
+                batch_stride,
+                strides[nd - 2] as usize,
+                strides[nd - 1] as usize,
+            ];
+            return Batched::View(array, st);
+        }
+    }
+    Batched::Copy(NdArrayOps::reshape(
+        array,
+        Shape::new([batches, rows, cols]),
+    ))
 }
 
 #[derive(Debug, PartialEq)]

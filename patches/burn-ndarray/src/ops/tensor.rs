@@ -578,13 +578,13 @@ impl FloatTensorOps<Self> for NdArray {
 
     fn float_exp(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
-            array.mapv_into(|a: FloatElem| a.exp_elem()).into_shared()
+            crate::parallel::par_mapv_into(array, |a: FloatElem| a.exp_elem())
         })
     }
 
     fn float_log(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
-            array.mapv_into(|a: FloatElem| a.log_elem()).into_shared()
+            crate::parallel::par_mapv_into(array, |a: FloatElem| a.log_elem())
         })
     }
 
@@ -617,21 +617,20 @@ impl FloatTensorOps<Self> for NdArray {
 
     fn float_log1p(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
-            array.mapv_into(|a: FloatElem| a.log1p_elem()).into_shared()
+            crate::parallel::par_mapv_into(array, |a: FloatElem| a.log1p_elem())
         })
     }
 
     fn float_powf_scalar_impl(tensor: FloatTensor<Self>, value: Scalar) -> FloatTensor<Self> {
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
-            array
-                .mapv_into(|a: FloatElem| a.powf_elem(value.elem()))
-                .into_shared()
+            let value: f32 = value.elem();
+            crate::parallel::par_mapv_into(array, move |a: FloatElem| a.powf_elem(value))
         })
     }
 
     fn float_sqrt(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
-            array.mapv_into(|a: FloatElem| a.sqrt_elem()).into_shared()
+            crate::parallel::par_mapv_into(array, |a: FloatElem| a.sqrt_elem())
         })
     }
 
@@ -777,9 +776,7 @@ impl FloatTensorOps<Self> for NdArray {
 
     fn float_erf(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
-            array
-                .mapv_into(|a: FloatElem| erf(a.to_f64()).elem())
-                .into_shared()
+            crate::parallel::par_mapv_into(array, |a: FloatElem| erf(a.to_f64()).elem())
         })
     }
 

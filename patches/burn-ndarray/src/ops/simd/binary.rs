@@ -196,13 +196,32 @@ fn binary_simd_same<
     lhs: SharedArray<T>,
     rhs: SharedArray<T>,
 ) -> SharedArray<Out> {
+    // `out` may alias `lhs` or `rhs` (reusing a unique buffer), as in one pass: each range
+    // reads and writes its own elements only
+    let run = |lhs: &[T], rhs: &[T], out: &mut [Out]| {
+        let n = out.len();
+        let (lhs, rhs, out) = (
+            lhs.as_ptr() as usize,
+            rhs.as_ptr() as usize,
+            out.as_mut_ptr() as usize,
+        );
+        crate::parallel::for_each_range(n, |r| unsafe {
+            let (start, len) = (r.start, r.len());
+            binary(
+                slice::from_raw_parts((lhs as *const T).add(start), len),
+                slice::from_raw_parts((rhs as *const T).add(start), len),
+                slice::from_raw_parts_mut((out as *mut Out).add(start), len),
+                PhantomData::<Op>,
+            )
+        });
+    };
     let out = if lhs.is_unique() {
         let mut buf = lhs.into_owned();
         let lhs = buf.as_slice_mut().unwrap();
         let rhs = rhs.as_slice().unwrap();
         let out =
             unsafe { core::mem::transmute::<&mut [T], &mut [Out]>(unsafe_alias_slice_mut(lhs)) };
-        binary(lhs, rhs, out, PhantomData::<Op>);
+        run(lhs, rhs, out);
         unsafe { core::mem::transmute::<ArrayD<T>, ArrayD<Out>>(buf) }
     } else if rhs.is_unique() {
         let mut buf = rhs.into_owned();
@@ -210,14 +229,14 @@ fn binary_simd_same<
         let rhs = buf.as_slice_mut().unwrap();
         let out =
             unsafe { core::mem::transmute::<&mut [T], &mut [Out]>(unsafe_alias_slice_mut(rhs)) };
-        binary(lhs, rhs, out, PhantomData::<Op>);
+        run(lhs, rhs, out);
         unsafe { core::mem::transmute::<ArrayD<T>, ArrayD<Out>>(buf) }
     } else {
         let mut out = uninit_array_like(&lhs);
         let lhs = lhs.as_slice().unwrap();
         let rhs = rhs.as_slice().unwrap();
         let out_slice = out.as_slice_mut().unwrap();
-        binary(lhs, rhs, out_slice, PhantomData::<Op>);
+        run(lhs, rhs, out_slice);
         out
     };
     out.into_shared()

@@ -258,7 +258,10 @@ pub fn try_binary_scalar_simd<
 >(
     input: SharedArray<E>,
     elem: Op::Rhs,
-) -> Result<SharedArray<EOut>, SharedArray<E>> {
+) -> Result<SharedArray<EOut>, SharedArray<E>>
+where
+    Op::Rhs: Send + Sync,
+{
     if !should_use_simd(input.len())
         || input.as_slice_memory_order().is_none()
         || !is_accelerated::<T, Out, Op>(PhantomData)
@@ -290,10 +293,17 @@ unsafe fn binary_scalar_simd_inplace<
 >(
     input: SharedArray<T>,
     elem: Op::Rhs,
-) -> SharedArray<Out> {
+) -> SharedArray<Out>
+where
+    Op::Rhs: Send + Sync,
+{
     let mut buffer = input.into_owned();
     let slice = buffer.as_slice_memory_order_mut().unwrap();
-    unsafe { binary_scalar_slice_inplace::<T, Out, Op>(slice, elem, PhantomData) };
+    let (buf, n) = (slice.as_mut_ptr() as usize, slice.len());
+    crate::parallel::for_each_range(n, |r| unsafe {
+        let part = core::slice::from_raw_parts_mut((buf as *mut T).add(r.start), r.len());
+        binary_scalar_slice_inplace::<T, Out, Op>(part, elem, PhantomData)
+    });
     // Buffer has the same elem size and is filled with the operation output, so this is safe
     let out = unsafe { core::mem::transmute::<ArrayD<T>, ArrayD<Out>>(buffer) };
     out.into_shared()
@@ -307,11 +317,26 @@ fn binary_scalar_simd_owned<
 >(
     input: SharedArray<T>,
     elem: Op::Rhs,
-) -> SharedArray<Out> {
+) -> SharedArray<Out>
+where
+    Op::Rhs: Send + Sync,
+{
     let mut out = uninit_array_like(&input);
     let input = input.as_slice_memory_order().unwrap();
     let out_slice = out.as_slice_memory_order_mut().unwrap();
-    binary_scalar_slice::<T, Out, Op>(input, out_slice, elem, PhantomData);
+    let (src, dst, n) = (
+        input.as_ptr() as usize,
+        out_slice.as_mut_ptr() as usize,
+        input.len(),
+    );
+    crate::parallel::for_each_range(n, |r| unsafe {
+        binary_scalar_slice::<T, Out, Op>(
+            core::slice::from_raw_parts((src as *const T).add(r.start), r.len()),
+            core::slice::from_raw_parts_mut((dst as *mut Out).add(r.start), r.len()),
+            elem,
+            PhantomData,
+        )
+    });
     out.into_shared()
 }
 

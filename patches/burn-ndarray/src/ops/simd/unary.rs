@@ -117,8 +117,12 @@ unsafe fn unary_scalar_simd_inplace<
 ) -> SharedArray<Out> {
     let mut buffer = input.into_owned();
     let slice = buffer.as_slice_memory_order_mut().unwrap();
+    let (buf, n) = (slice.as_mut_ptr() as usize, slice.len());
     // This is only called when in and out have the same size, so it's safe
-    unsafe { unary_slice_inplace::<T, Out, Op>(slice, PhantomData) };
+    crate::parallel::for_each_range(n, |r| unsafe {
+        let part = core::slice::from_raw_parts_mut((buf as *mut T).add(r.start), r.len());
+        unary_slice_inplace::<T, Out, Op>(part, PhantomData)
+    });
     // Buffer has the same elem size and is filled with the operation output, so this is safe
     let out = unsafe { core::mem::transmute::<ArrayD<T>, ArrayD<Out>>(buffer) };
     out.into_shared()
@@ -134,7 +138,18 @@ fn unary_scalar_simd_owned<
     let mut out = uninit_array_like(&input);
     let input = input.as_slice_memory_order().unwrap();
     let out_slice = out.as_slice_memory_order_mut().unwrap();
-    unary_slice::<T, Out, Op>(input, out_slice, PhantomData);
+    let (src, dst, n) = (
+        input.as_ptr() as usize,
+        out_slice.as_mut_ptr() as usize,
+        input.len(),
+    );
+    crate::parallel::for_each_range(n, |r| unsafe {
+        unary_slice::<T, Out, Op>(
+            core::slice::from_raw_parts((src as *const T).add(r.start), r.len()),
+            core::slice::from_raw_parts_mut((dst as *mut Out).add(r.start), r.len()),
+            PhantomData,
+        )
+    });
     out.into_shared()
 }
 

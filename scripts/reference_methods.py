@@ -37,13 +37,13 @@ def bias_kinds(method):
 
 
 def trainable(method, name):
-    """Whether `method` (full_ft, bitfit, frozen, or a bias subset such as b_q+b_m2) trains the
+    """Whether `method` (full_ft, bitfit, frozen, rand_uniform, or a bias subset such as b_q+b_m2) trains the
     BertForSequenceClassification (or BertForQuestionAnswering) parameter `name`. The task head
     (`classifier.`, `qa_outputs.`) always trains; a bias subset also trains pooler.dense.bias (as
     the reference code does)."""
     if name.startswith(("classifier.", "qa_outputs.")):
         return True
-    if method == "full_ft":
+    if method in ("full_ft", "rand_uniform"):  # rand_uniform: every tensor, under a gradient mask
         return True
     if method == "frozen":
         return False
@@ -55,4 +55,23 @@ def trainable(method, name):
             return True
         bk = bias_kind(name)
         return bk is not None and bk[1] in kinds
-    raise ValueError(f"unknown method {method!r}; valid: full_ft, bitfit, frozen, b_q+b_m2-style bias subsets")
+    raise ValueError(f"unknown method {method!r}; valid: full_ft, bitfit, frozen, rand_uniform, b_q+b_m2-style bias subsets")
+
+
+def rand_uniform_masks(named_params, seed):
+    """The reference's rand_uniform gradient masks (glue_evaluator.py): a budget of as many scalars
+    as `model.bert` has biases, spread over every `bert.` tensor in proportion to its size (rounded
+    down), indices drawn with replacement; {name: 0/1 tensor}. Drawn from torch's generator seeded
+    by `seed`, so the same distribution as the harness's masks, not the same draws."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    bert = [(n, p) for n, p in named_params if n.startswith("bert.")]
+    budget = sum(p.numel() for n, p in bert if "bias" in n)
+    total = sum(p.numel() for _, p in bert)
+    masks = {}
+    for n, p in bert:
+        k = budget * p.numel() // total
+        m = torch.zeros(p.numel())
+        m[torch.randint(0, p.numel(), (k,), generator=g)] = 1.0
+        masks[n] = m.view_as(p).to(p.device)
+    return masks

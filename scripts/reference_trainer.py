@@ -6,7 +6,8 @@ judge beside the Rust harness. Offline: nothing is downloaded.
 What it does (see shared/paper/README.md): transformers' BertForSequenceClassification (eager
 attention) with every encoder tensor from <model>/model.safetensors and a fresh classifier
 (N(0, initializer_range) weight, zero bias, seeded by the run seed); only the tensors of the method
-train (scripts/reference_methods.py: full_ft, bitfit, frozen, bias subsets such as b_q+b_m2);
+train (scripts/reference_methods.py: full_ft, bitfit, frozen, bias subsets such as b_q+b_m2;
+rand_uniform through a gradient mask, masked before clipping);
 transformers-4.2.1's AdamW (betas 0.9/0.999, eps 1e-6 added to sqrt(v) before the bias correction,
 weight decay 0; class ReferenceAdamW below), constant lr, clip_grad_norm_ 1.0 over
 the trainable tensors, dropout on, batch 8, a seeded shuffle each epoch, cross-entropy (MSE for
@@ -22,7 +23,7 @@ Usage (from the repository root):
   python3 scripts/reference_trainer.py --task RTE --method bitfit --lr 1e-3 --seed 0 --out r.json
   python3 scripts/reference_trainer.py --run RTE:bitfit:1e-3:0 --run RTE:full_ft:2e-5:0 --out-dir DIR
   python3 scripts/reference_trainer.py --grid "task=RTE,MRPC;methods=bitfit:1e-3,full_ft:2e-5;seeds=0,1,2" \
-      --out-dir DIR            # one JSON per run: DIR/<task>_<method>_<lr>_<seed>.json
+      --out-dir DIR            # one JSON per run: DIR/<task>[-<train size>]_<method>_<lr>_<seed>.json
 --check-frozen asserts that every non-trainable tensor is bit-identical after training; --help lists the rest.
 Needs torch, transformers (tested: 5.17 with torch 2.11), tokenizers, safetensors, numpy, scipy, scikit-learn.
 """
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_methods import bias_kind, trainable  # noqa: E402
+from reference_methods import bias_kind, rand_uniform_masks, trainable  # noqa: E402
 
 # ---------------------------------------------------------------- GLUE TSV (mirrors src/data.rs)
 BINARY, NLI2 = ["0", "1"], ["entailment", "not_entailment"]
@@ -112,9 +113,7 @@ def load_task(task, args, tok):
     root = os.path.join(args.data, task)
     train = read_tsv(task, os.path.join(root, "train.tsv"))
     if args.train_indices:  # the harness's own subset: `repro data TASK --subset N --data-seed S`
-        with open(args.train_indices) as f:
-            train = [train[i] for i in json.load(f)]
-        args.train_size = len(train)
+        train = [train[i] for i in args.train_index_list]
     elif args.train_size is not None and args.train_size < len(train):
         keep = np.sort(np.random.RandomState(args.data_seed).permutation(len(train))[: args.train_size])
         train = [train[i] for i in keep]
@@ -254,6 +253,12 @@ def run_one(base, data, task, method, lr, seed, args, device, pad_id):
     for name, p in model.named_parameters():
         p.requires_grad_(trainable(method, name))
     params = [p for p in model.parameters() if p.requires_grad]
+    # rand_uniform: gradients masked before clipping, as the reference does (no weight decay, so a
+    # masked scalar never moves)
+    grad_masks = rand_uniform_masks(list(model.named_parameters()), seed) if method == "rand_uniform" else {}
+    if grad_masks:
+        freed = sum(int(m.sum()) for m in grad_masks.values())
+        print(f"  rand_uniform: {freed} scalars freed in {len(grad_masks)} tensors", flush=True)
     opt = ReferenceAdamW(params, lr=float(lr), betas=(0.9, 0.999), eps=1e-6)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad} if args.check_frozen else {}
     biases = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if n.startswith("bert.") and n.endswith(".bias")}
@@ -275,6 +280,9 @@ def run_one(base, data, task, method, lr, seed, args, device, pad_id):
             loss = loss_fn(logits.view(-1), y) if regression else loss_fn(logits.view(-1, logits.shape[-1]), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for n, p in model.named_parameters():
+                if n in grad_masks:
+                    p.grad.mul_(grad_masks[n])
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             steps += 1
@@ -309,6 +317,9 @@ def run_one(base, data, task, method, lr, seed, args, device, pad_id):
         frozen_check = dict(tensors=len(frozen), changed=0)
         print(f"  check-frozen: {len(frozen)} non-trainable tensors bit-identical", flush=True)
     n_train, n_total = sum(p.numel() for p in params), sum(p.numel() for p in model.parameters())
+    if grad_masks:  # the scalars the masks free, plus the unmasked head
+        n_train = sum(int(m.sum()) for m in grad_masks.values()) + sum(
+            p.numel() for n, p in model.named_parameters() if p.requires_grad and n not in grad_masks)
     import transformers
 
     return {
@@ -402,9 +413,15 @@ def main():
     tok = load_tokenizer(args.model, args.max_length)
     pad_id = tok.token_to_id("[PAD]") or 0
     base = load_base(args.model)
+    if args.train_indices:  # read once: it may be a pipe (`<(repro data …)`)
+        with open(args.train_indices) as f:
+            args.train_index_list = json.load(f)
+        args.train_size = len(args.train_index_list)
     data = {}
     for task, method, lr, seed in runs:
-        dest = args.out or os.path.join(args.out_dir or ".", f"{task}_{method}_{lr}_{seed}.json")
+        # a training subset is part of the name, so that runs of one cell at two sizes never share a file
+        size = f"-{args.train_size}" if args.train_size is not None else ""
+        dest = args.out or os.path.join(args.out_dir or ".", f"{task}{size}_{method}_{lr}_{seed}.json")
         if os.path.exists(dest) and not args.out:
             print(f"{dest} exists: skipped", flush=True)
             continue

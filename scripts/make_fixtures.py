@@ -19,7 +19,8 @@ Everything it writes lands under tests/fixtures/ and is committed:
 - tokenizer_cases.json  texts/pairs and the ids HF produces (fast and slow tokenizer agree)
 - golden_steps/*.safetensors + golden_steps.json    5 optimizer steps of the reference
                         training loop (transformers-4.2.1 AdamW, global-norm clipping at 1.0,
-                        dropout off) on the tiny model for full_ft, bitfit and b_q+b_m2
+                        dropout off) on the tiny model for full_ft, bitfit and b_q+b_m2;
+                        rand_uniform's under the judge's masks (saved beside, `mask.<name>`)
 - metrics.json          metric values computed by scikit-learn / scipy
 - tiny_roberta/         a 2-layer, H=32 random-init RoBERTa saved as HF RobertaForSequenceClassification
                         (`roberta.` prefix, no pooler, classifier.dense + classifier.out_proj) with a
@@ -78,7 +79,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizer, BertTokenizerFast
 
-from reference_methods import trainable
+from reference_methods import rand_uniform_masks, trainable
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
 
@@ -239,6 +240,20 @@ class ReferenceAdamW:
                 p.add_(p, alpha=-self.lr * self.wd)
 
 
+def golden_classifier(tiny_dir, num_labels):
+    """The tiny BERT as BertForSequenceClassification with dropout off and the golden head: the
+    encoder from the tiny checkpoint, the head re-initialised exactly as HF does for a new task
+    head (N(0, 0.02) weight, zero bias), seeded so that the tests can rebuild it."""
+    cfg = BertConfig.from_pretrained(tiny_dir, num_labels=num_labels,
+                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = BertForSequenceClassification.from_pretrained(tiny_dir, config=cfg, ignore_mismatched_sizes=True)
+    with torch.no_grad():
+        torch.manual_seed(5)
+        model.classifier.weight.normal_(0.0, 0.02)
+        model.classifier.bias.zero_()
+    return model
+
+
 def golden_steps(tiny_dir, out_dir, steps=5):
     os.makedirs(out_dir, exist_ok=True)
     g = torch.Generator().manual_seed(99)
@@ -264,15 +279,7 @@ def golden_steps(tiny_dir, out_dir, steps=5):
               "labels": labels.tolist(), "targets": targets.tolist(), "steps": steps, "runs": {}}
     for tag, num_labels, lr in runs:
         method = tag.replace("_regression", "")
-        # The encoder comes from the tiny checkpoint; the head is re-initialised exactly as HF does
-        # for a new task head (N(0, 0.02) weight, zero bias), seeded so the test can rebuild it.
-        cfg = BertConfig.from_pretrained(tiny_dir, num_labels=num_labels,
-                                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-        model = BertForSequenceClassification.from_pretrained(tiny_dir, config=cfg, ignore_mismatched_sizes=True)
-        with torch.no_grad():
-            torch.manual_seed(5)
-            model.classifier.weight.normal_(0.0, 0.02)
-            model.classifier.bias.zero_()
+        model = golden_classifier(tiny_dir, num_labels)
         head_init = {"classifier.weight": model.classifier.weight.detach().clone(),
                      "classifier.bias": model.classifier.bias.detach().clone()}
         names = []
@@ -521,6 +528,28 @@ def add_houlsby(model, size):
             out.forward = forward
 
 
+def reference_steps(model, named, batch, lr, steps, masks=None):
+    """`steps` steps of the reference loop on one batch (ids, token types, attention mask, labels):
+    the `named` tensors train with ReferenceAdamW and global-norm clipping at 1.0, gradients
+    multiplied by `masks` ({name: 0/1 tensor}) before clipping; (losses, gradient norms)."""
+    ids, tt, mask, labels = batch
+    model.train()  # dropout probabilities are 0
+    opt = ReferenceAdamW(list(named.values()), lr=lr)
+    losses, norms = [], []
+    for _ in range(steps):
+        model.zero_grad()
+        out = model(input_ids=ids, attention_mask=mask, token_type_ids=tt, labels=labels)
+        out.loss.backward()
+        for n, p in named.items():
+            if masks and n in masks:
+                p.grad.mul_(masks[n])
+        norm = torch.nn.utils.clip_grad_norm_(list(named.values()), 1.0)
+        opt.step()
+        losses.append(out.loss.item())
+        norms.append(norm.item())
+    return losses, norms
+
+
 def peft_golden_steps(tiny_dir, out_dir, steps=5):
     """Five reference steps of LoRA (peft: r=4, alpha=8, query+value, no dropout, biases frozen)
     and Houlsby adapters (size 8; adapters + the layers' LayerNorms train), on the tiny BERT with
@@ -532,13 +561,7 @@ def peft_golden_steps(tiny_dir, out_dir, steps=5):
     record = {"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "token_type_ids": tt.tolist(),
               "labels": labels.tolist(), "steps": steps, "runs": {}}
     for tag, lr in (("lora:r=4,alpha=8,targets=q+v", 1e-2), ("adapters:8", 1e-2)):
-        cfg = BertConfig.from_pretrained(tiny_dir, num_labels=3, hidden_dropout_prob=0.0,
-                                         attention_probs_dropout_prob=0.0)
-        model = BertForSequenceClassification.from_pretrained(tiny_dir, config=cfg, ignore_mismatched_sizes=True)
-        with torch.no_grad():
-            torch.manual_seed(5)
-            model.classifier.weight.normal_(0.0, 0.02)
-            model.classifier.bias.zero_()
+        model = golden_classifier(tiny_dir, 3)
         torch.manual_seed(11)
         if tag.startswith("lora"):
             model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.0,
@@ -553,23 +576,42 @@ def peft_golden_steps(tiny_dir, out_dir, steps=5):
                 if p.requires_grad:
                     named[n] = p
         init = {"init." + n: p.detach().clone().contiguous() for n, p in named.items()}
-        model.train()  # dropout probabilities are 0
-        opt = ReferenceAdamW(list(named.values()), lr=lr)
-        losses, norms = [], []
-        for _ in range(steps):
-            model.zero_grad()
-            out = model(input_ids=ids, attention_mask=mask, token_type_ids=tt, labels=labels)
-            out.loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(list(named.values()), 1.0)
-            opt.step()
-            losses.append(out.loss.item())
-            norms.append(norm.item())
+        losses, norms = reference_steps(model, named, (ids, tt, mask, labels), lr, steps)
         final = {n: p.detach().clone().contiguous() for n, p in named.items()}
         fname = "peft_" + tag.split(":")[0] + ".safetensors"
         save_file({**init, **final}, os.path.join(out_dir, fname))
         record["runs"][tag] = {"method": tag, "num_labels": 3, "lr": lr, "losses": losses, "grad_norms": norms,
                                "trainable": sorted(named), "file": fname}
     with open(os.path.join(out_dir, "peft_golden_steps.json"), "w") as f:
+        json.dump(record, f, indent=1)
+
+
+# ---------------------------------------------------------------- rand_uniform's masked steps
+
+def masked_golden_steps(tiny_dir, out_dir, steps=5, seed=3):
+    """Five reference steps of rand_uniform on the tiny BERT with the golden head: every tensor
+    trains under the gradient masks of reference_methods.rand_uniform_masks (the PyTorch judge's
+    masks: the reference's budget and spread), applied before clipping. The masks are saved in HF
+    layout (`mask.<name>`) so that the harness runs the same steps under the same masks; every
+    tensor's final value is saved, so a masked scalar that moves shows as a mismatch."""
+    os.makedirs(out_dir, exist_ok=True)
+    ids, tt, mask, labels = golden_batch()
+    lr = 1e-2
+    model = golden_classifier(tiny_dir, 3)
+    named = dict(model.named_parameters())
+    masks = rand_uniform_masks(list(named.items()), seed)
+    init = {"init." + n: p.detach().clone().contiguous() for n, p in named.items() if n.startswith("classifier.")}
+    losses, norms = reference_steps(model, named, (ids, tt, mask, labels), lr, steps, masks)
+    final = {n: p.detach().clone().contiguous() for n, p in named.items()}
+    fname = "rand_uniform.safetensors"
+    save_file({**init, **final, **{"mask." + n: m.contiguous() for n, m in masks.items()}},
+              os.path.join(out_dir, fname))
+    record = {"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "token_type_ids": tt.tolist(),
+              "labels": labels.tolist(), "steps": steps, "mask_seed": seed,
+              "freed": {n: int(m.sum()) for n, m in masks.items()},
+              "runs": {"rand_uniform": {"method": "rand_uniform", "num_labels": 3, "lr": lr, "losses": losses,
+                                        "grad_norms": norms, "trainable": sorted(named), "file": fname}}}
+    with open(os.path.join(out_dir, "masked_golden_steps.json"), "w") as f:
         json.dump(record, f, indent=1)
 
 
@@ -977,7 +1019,7 @@ def main():
     ap.add_argument("--utils-qa", metavar="PATH",
                     help="transformers' examples/pytorch/question-answering/utils_qa.py (not vendored here); "
                     "with it the squad fixtures include squad/qa_postprocess.json")
-    ap.add_argument("--only", choices=["roberta", "peft", "squad"], help="write only these fixtures")
+    ap.add_argument("--only", choices=["roberta", "peft", "masks", "squad"], help="write only these fixtures")
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
@@ -989,6 +1031,10 @@ def main():
     if args.only == "peft":
         peft_golden_steps(os.path.join(OUT, "tiny_bert"), os.path.join(OUT, "golden_steps"))
         print("LoRA/adapter fixtures written to", os.path.abspath(OUT))
+        return
+    if args.only == "masks":
+        masked_golden_steps(os.path.join(OUT, "tiny_bert"), os.path.join(OUT, "golden_steps"))
+        print("rand_uniform fixtures written to", os.path.abspath(OUT))
         return
     if args.only == "roberta":
         roberta_fixtures()
@@ -1024,6 +1070,7 @@ def main():
     golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
     roberta_fixtures()
     peft_golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
+    masked_golden_steps(tiny_dir, os.path.join(OUT, "golden_steps"))
     squad_fixtures(args.minilm, args.squad_dev, args.utils_qa)
     metrics_fixture(os.path.join(OUT, "metrics.json"))
     print("fixtures written to", os.path.abspath(OUT))

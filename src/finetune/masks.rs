@@ -41,6 +41,25 @@ fn to_burn_index(p: &ParamInfo, hf_index: usize) -> usize {
     }
 }
 
+impl Mask {
+    /// The mask of parameter `p` from 0/1 values in HF layout (`[out, in]` for Linear weights,
+    /// row-major): how a mask drawn elsewhere (the PyTorch judge's) is applied to the harness.
+    pub fn from_hf(p: &ParamInfo, hf_values: &[f32]) -> Mask {
+        assert_eq!(hf_values.len(), p.numel, "mask of {}: length", p.hf_name);
+        let mut values = vec![0f32; p.numel];
+        for (hf, _) in hf_values.iter().enumerate().filter(|(_, v)| **v != 0.0) {
+            values[to_burn_index(p, hf)] = 1.0;
+        }
+        let ones = values.iter().filter(|x| **x > 0.0).count();
+        Mask {
+            id: p.id,
+            hf_name: p.hf_name.clone(),
+            values,
+            ones,
+        }
+    }
+}
+
 /// The masks of `method` over the trainable encoder parameters in `params`; empty for methods
 /// without masks. `budget_default` is used when rand_uniform has no explicit budget.
 pub fn build_masks(
@@ -59,45 +78,30 @@ pub fn build_masks(
             let total: usize = targets.iter().map(|p| p.numel).sum();
             for p in targets {
                 let k = ((budget as f64) * p.numel as f64 / total as f64).floor() as usize;
-                let mut v = vec![0f32; p.numel];
+                let mut hf = vec![0f32; p.numel];
                 for _ in 0..k {
-                    let hf = rng.random_range(0..p.numel);
-                    v[to_burn_index(p, hf)] = 1.0;
+                    hf[rng.random_range(0..p.numel)] = 1.0;
                 }
-                let ones = v.iter().filter(|x| **x > 0.0).count();
-                out.push(Mask {
-                    id: p.id,
-                    hf_name: p.hf_name.clone(),
-                    values: v,
-                    ones,
-                });
+                out.push(Mask::from_hf(p, &hf));
             }
         }
         Method::RandRowCol => {
             for p in targets.into_iter().filter(|p| is_linear_weight(p)) {
                 let (inp, outp) = (p.shape[0], p.shape[1]);
-                let mut v = vec![0f32; p.numel];
+                let mut hf = vec![0f32; p.numel];
                 let column = outp < inp || rng.random_bool(0.5);
                 if column {
                     let c = rng.random_range(0..inp);
                     for o in 0..outp {
-                        v[to_burn_index(p, o * inp + c)] = 1.0;
+                        hf[o * inp + c] = 1.0;
                     }
                 } else {
                     let k = outp / inp;
                     for r in (0..k).map(|_| rng.random_range(0..outp)) {
-                        for i in 0..inp {
-                            v[to_burn_index(p, r * inp + i)] = 1.0;
-                        }
+                        hf[r * inp..(r + 1) * inp].fill(1.0);
                     }
                 }
-                let ones = v.iter().filter(|x| **x > 0.0).count();
-                out.push(Mask {
-                    id: p.id,
-                    hf_name: p.hf_name.clone(),
-                    values: v,
-                    ones,
-                });
+                out.push(Mask::from_hf(p, &hf));
             }
         }
         _ => {}

@@ -149,7 +149,12 @@ struct Masker<'a> {
 
 impl ModuleVisitor for Masker<'_> {
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        if let (Some(mask), Some(g)) = (self.masks.get(&p.id), self.grads.remove::<D>(p.id)) {
+        // take a gradient out only to put it back masked: an unmasked tensor (the task head,
+        // rand_row_col's LayerNorm gains) keeps its gradient untouched
+        let Some(mask) = self.masks.get(&p.id) else {
+            return;
+        };
+        if let Some(g) = self.grads.remove::<D>(p.id) {
             let shape = g.dims();
             let masked: Tensor<D> = (g.reshape([-1]) * mask.clone()).reshape(shape);
             self.grads.register(p.id, masked);

@@ -279,6 +279,13 @@ fn random_masks_leave_masked_scalars_untouched() {
         let mut moved_free = 0;
         for (a, b) in before.iter().zip(&after) {
             let mask = masks.iter().find(|m| m.hf_name == a.name);
+            // a tensor that trains whole (the head, rand_row_col's gains) trains: the masks
+            // must not take its gradient away
+            assert!(
+                mask.is_some() || !b.require_grad || a.values != b.values,
+                "{spec}: unmasked trainable {} did not move",
+                a.name
+            );
             for (j, (x, y)) in a.values.iter().zip(&b.values).enumerate() {
                 let free = match mask {
                     // Linear weights are stored transposed in burn; embeddings are not
@@ -318,4 +325,82 @@ fn linear_schedule_matches_transformers() {
     assert_eq!(lr(55), 0.5);
     assert_eq!(lr(100), 0.0);
     assert_eq!(Schedule::Constant.lr(3e-4, 77, 100), 3e-4);
+}
+
+/// rand_uniform's golden steps: the harness under the PyTorch judge's own masks
+/// (reference_methods.rand_uniform_masks, saved by make_fixtures.py in HF layout) takes the same
+/// five steps as the reference loop that masks gradients before clipping: losses, gradient norms
+/// and every tensor of the model (masked ones included). The harness's own draws then spread the
+/// same budget over the same tensors as the judge's (a few with-replacement collisions apart).
+fn run_rand_uniform_golden(backend: Backend) {
+    use bitfit_repro::finetune::masks::Mask;
+    #[derive(serde::Deserialize)]
+    struct Masked {
+        freed: BTreeMap<String, usize>,
+        runs: BTreeMap<String, GoldenRun>,
+    }
+    let dir = fixtures().join("golden_steps");
+    let fixture: Masked = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("masked_golden_steps.json")).unwrap(),
+    )
+    .unwrap();
+    let g = golden();
+    let run = &fixture.runs["rand_uniform"];
+    let file = Tensors::open(dir.join(&run.file));
+    let method = Method::parse(&run.method).unwrap();
+    let mut trainer = Trainer::new(
+        tiny_classifier(backend, run.num_labels, &file),
+        &method,
+        AdamWConfig::default(),
+        false,
+    );
+    let ps = params(trainer.model());
+    let judge: Vec<Mask> = ps
+        .iter()
+        .filter(|p| p.hf_name.starts_with("bert."))
+        .map(|p| Mask::from_hf(p, &file.f32(&format!("mask.{}", p.hf_name))))
+        .collect();
+    for m in &judge {
+        assert_eq!(
+            m.ones, fixture.freed[&m.hf_name],
+            "{}: freed scalars",
+            m.hf_name
+        );
+    }
+    assert_eq!(judge.len(), fixture.freed.len(), "masked tensors");
+    // the harness's own masks (another generator): the same tensors, the same per-tensor budget
+    let ours = bitfit_repro::finetune::method::masks(&method, &ps, 3);
+    for (o, j) in ours.iter().zip(&judge) {
+        assert_eq!(o.hf_name, j.hf_name);
+        assert!(
+            o.ones.abs_diff(j.ones) <= 3,
+            "{}: the harness frees {} scalars, the judge {}",
+            o.hf_name,
+            o.ones,
+            j.ones
+        );
+    }
+    trainer.set_masks(&judge);
+    let b = golden_batch(&g.input_ids, &g.token_type_ids, &g.attention_mask);
+    check_golden_steps(
+        &mut trainer,
+        &b,
+        &Targets::Classes(g.labels.clone()),
+        run.lr,
+        &run.losses,
+        &run.grad_norms,
+        &file,
+        &format!("{backend} rand_uniform"),
+    );
+}
+
+#[test]
+fn golden_steps_rand_uniform() {
+    run_rand_uniform_golden(Backend::Ndarray);
+    if Backend::Tch.compiled() {
+        run_rand_uniform_golden(Backend::Tch);
+    }
+    if crate::common::gpu_tests() {
+        run_rand_uniform_golden(Backend::TchCuda);
+    }
 }

@@ -20,7 +20,8 @@ Everything it writes lands under tests/fixtures/ and is committed:
 - golden_steps/*.safetensors + golden_steps.json    5 optimizer steps of the reference
                         training loop (transformers-4.2.1 AdamW, global-norm clipping at 1.0,
                         dropout off) on the tiny model for full_ft, bitfit and b_q+b_m2;
-                        rand_uniform's under the judge's masks (saved beside, `mask.<name>`)
+                        rand_uniform's and rand_row_col's under the judge's masks (saved
+                        beside, `mask.<name>`)
 - metrics.json          metric values computed by scikit-learn / scipy
 - tiny_roberta/         a 2-layer, H=32 random-init RoBERTa saved as HF RobertaForSequenceClassification
                         (`roberta.` prefix, no pooler, classifier.dense + classifier.out_proj) with a
@@ -79,7 +80,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizer, BertTokenizerFast
 
-from reference_methods import rand_uniform_masks, trainable
+from reference_methods import gradient_masks, trainable
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
 
@@ -589,28 +590,34 @@ def peft_golden_steps(tiny_dir, out_dir, steps=5):
 # ---------------------------------------------------------------- rand_uniform's masked steps
 
 def masked_golden_steps(tiny_dir, out_dir, steps=5, seed=3):
-    """Five reference steps of rand_uniform on the tiny BERT with the golden head: every tensor
-    trains under the gradient masks of reference_methods.rand_uniform_masks (the PyTorch judge's
-    masks: the reference's budget and spread), applied before clipping. The masks are saved in HF
-    layout (`mask.<name>`) so that the harness runs the same steps under the same masks; every
-    tensor's final value is saved, so a masked scalar that moves shows as a mismatch."""
+    """Five reference steps of rand_uniform and of rand_row_col on the tiny BERT with the golden
+    head, under the PyTorch judge's own gradient masks (reference_methods.gradient_masks: the
+    reference's budget, tensors and draws), applied before clipping; the tensors each method trains
+    are reference_methods.trainable's. The masks are saved in HF layout (`mask.<name>`) so that
+    the harness runs the same steps under the same masks, and every trained tensor's final value,
+    so that a masked scalar that moves shows as a mismatch."""
     os.makedirs(out_dir, exist_ok=True)
     ids, tt, mask, labels = golden_batch()
     lr = 1e-2
-    model = golden_classifier(tiny_dir, 3)
-    named = dict(model.named_parameters())
-    masks = rand_uniform_masks(list(named.items()), seed)
-    init = {"init." + n: p.detach().clone().contiguous() for n, p in named.items() if n.startswith("classifier.")}
-    losses, norms = reference_steps(model, named, (ids, tt, mask, labels), lr, steps, masks)
-    final = {n: p.detach().clone().contiguous() for n, p in named.items()}
-    fname = "rand_uniform.safetensors"
-    save_file({**init, **final, **{"mask." + n: m.contiguous() for n, m in masks.items()}},
-              os.path.join(out_dir, fname))
     record = {"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "token_type_ids": tt.tolist(),
-              "labels": labels.tolist(), "steps": steps, "mask_seed": seed,
-              "freed": {n: int(m.sum()) for n, m in masks.items()},
-              "runs": {"rand_uniform": {"method": "rand_uniform", "num_labels": 3, "lr": lr, "losses": losses,
-                                        "grad_norms": norms, "trainable": sorted(named), "file": fname}}}
+              "labels": labels.tolist(), "steps": steps, "mask_seed": seed, "runs": {}}
+    for method in ("rand_uniform", "rand_row_col"):
+        model = golden_classifier(tiny_dir, 3)
+        named = {}
+        for n, p in model.named_parameters():
+            p.requires_grad = trainable(method, n)
+            if p.requires_grad:
+                named[n] = p
+        masks = gradient_masks(method, list(named.items()), seed)
+        init = {"init." + n: p.detach().clone().contiguous() for n, p in named.items() if n.startswith("classifier.")}
+        losses, norms = reference_steps(model, named, (ids, tt, mask, labels), lr, steps, masks)
+        final = {n: p.detach().clone().contiguous() for n, p in named.items()}
+        fname = method + ".safetensors"
+        save_file({**init, **final, **{"mask." + n: m.contiguous() for n, m in masks.items()}},
+                  os.path.join(out_dir, fname))
+        record["runs"][method] = {"method": method, "num_labels": 3, "lr": lr, "losses": losses, "grad_norms": norms,
+                                  "trainable": sorted(named), "file": fname,
+                                  "freed": {n: int(m.sum()) for n, m in masks.items()}}
     with open(os.path.join(out_dir, "masked_golden_steps.json"), "w") as f:
         json.dump(record, f, indent=1)
 
@@ -1034,7 +1041,7 @@ def main():
         return
     if args.only == "masks":
         masked_golden_steps(os.path.join(OUT, "tiny_bert"), os.path.join(OUT, "golden_steps"))
-        print("rand_uniform fixtures written to", os.path.abspath(OUT))
+        print("rand_uniform/rand_row_col fixtures written to", os.path.abspath(OUT))
         return
     if args.only == "roberta":
         roberta_fixtures()

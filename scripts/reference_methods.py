@@ -37,7 +37,7 @@ def bias_kinds(method):
 
 
 def trainable(method, name):
-    """Whether `method` (full_ft, bitfit, frozen, rand_uniform, or a bias subset such as b_q+b_m2) trains the
+    """Whether `method` (full_ft, bitfit, frozen, rand_uniform, rand_row_col, or a bias subset such as b_q+b_m2) trains the
     BertForSequenceClassification (or BertForQuestionAnswering) parameter `name`. The task head
     (`classifier.`, `qa_outputs.`) always trains; a bias subset also trains pooler.dense.bias (as
     the reference code does)."""
@@ -45,6 +45,10 @@ def trainable(method, name):
         return True
     if method in ("full_ft", "rand_uniform"):  # rand_uniform: every tensor, under a gradient mask
         return True
+    if method == "rand_row_col":  # the encoder's and pooler's weight matrices (masked) and the
+        # encoder's LayerNorm gains (whole); the reference skips every tensor outside the encoder
+        # and pooler first, so the embeddings' LayerNorm stays frozen
+        return name.startswith(("bert.encoder.", "bert.pooler.")) and name.endswith(".weight")
     if method == "frozen":
         return False
     if method == "bitfit":
@@ -55,7 +59,8 @@ def trainable(method, name):
             return True
         bk = bias_kind(name)
         return bk is not None and bk[1] in kinds
-    raise ValueError(f"unknown method {method!r}; valid: full_ft, bitfit, frozen, rand_uniform, b_q+b_m2-style bias subsets")
+    raise ValueError(f"unknown method {method!r}; valid: full_ft, bitfit, frozen, rand_uniform, rand_row_col, "
+                     "b_q+b_m2-style bias subsets")
 
 
 def rand_uniform_masks(named_params, seed):
@@ -75,3 +80,34 @@ def rand_uniform_masks(named_params, seed):
         m[torch.randint(0, p.numel(), (k,), generator=g)] = 1.0
         masks[n] = m.view_as(p).to(p.device)
     return masks
+
+
+def rand_row_col_masks(named_params, seed):
+    """The reference's rand_row_col gradient masks (glue_evaluator.py): per weight matrix
+    `[out, in]` of the encoder and pooler (LayerNorm gains excluded: they train whole), one random
+    column when `out < in` or a coin flip says so, else ⌊out/in⌋ random rows drawn with
+    replacement; {name: 0/1 tensor}. Drawn from torch's generator seeded by `seed` (the same
+    distribution as the harness's masks, not the same draws)."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    masks = {}
+    for n, p in named_params:
+        if not (n.startswith(("bert.encoder.", "bert.pooler.")) and n.endswith(".weight") and p.dim() == 2):
+            continue
+        out, inp = p.shape
+        m = torch.zeros(out, inp)
+        if out < inp or torch.rand(1, generator=g).item() < 0.5:
+            m[:, torch.randint(0, inp, (1,), generator=g)] = 1.0
+        else:
+            m[torch.randint(0, out, (out // inp,), generator=g), :] = 1.0
+        masks[n] = m.to(p.device)
+    return masks
+
+
+def gradient_masks(method, named_params, seed):
+    """The gradient masks of a masked method (rand_uniform, rand_row_col); {} for the others."""
+    if method == "rand_uniform":
+        return rand_uniform_masks(named_params, seed)
+    if method == "rand_row_col":
+        return rand_row_col_masks(named_params, seed)
+    return {}

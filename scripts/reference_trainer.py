@@ -7,7 +7,7 @@ What it does (see shared/paper/README.md): transformers' BertForSequenceClassifi
 attention) with every encoder tensor from <model>/model.safetensors and a fresh classifier
 (N(0, initializer_range) weight, zero bias, seeded by the run seed); only the tensors of the method
 train (scripts/reference_methods.py: full_ft, bitfit, frozen, bias subsets such as b_q+b_m2;
-rand_uniform through a gradient mask, masked before clipping);
+rand_uniform and rand_row_col through gradient masks, masked before clipping);
 transformers-4.2.1's AdamW (betas 0.9/0.999, eps 1e-6 added to sqrt(v) before the bias correction,
 weight decay 0; class ReferenceAdamW below), constant lr, clip_grad_norm_ 1.0 over
 the trainable tensors, dropout on, batch 8, a seeded shuffle each epoch, cross-entropy (MSE for
@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_methods import bias_kind, rand_uniform_masks, trainable  # noqa: E402
+from reference_methods import bias_kind, gradient_masks, trainable  # noqa: E402
 
 # ---------------------------------------------------------------- GLUE TSV (mirrors src/data.rs)
 BINARY, NLI2 = ["0", "1"], ["entailment", "not_entailment"]
@@ -253,12 +253,12 @@ def run_one(base, data, task, method, lr, seed, args, device, pad_id):
     for name, p in model.named_parameters():
         p.requires_grad_(trainable(method, name))
     params = [p for p in model.parameters() if p.requires_grad]
-    # rand_uniform: gradients masked before clipping, as the reference does (no weight decay, so a
-    # masked scalar never moves)
-    grad_masks = rand_uniform_masks(list(model.named_parameters()), seed) if method == "rand_uniform" else {}
+    # rand_uniform, rand_row_col: gradients masked before clipping, as the reference does (no
+    # weight decay, so a masked scalar never moves)
+    grad_masks = gradient_masks(method, list(model.named_parameters()), seed)
     if grad_masks:
         freed = sum(int(m.sum()) for m in grad_masks.values())
-        print(f"  rand_uniform: {freed} scalars freed in {len(grad_masks)} tensors", flush=True)
+        print(f"  {method}: {freed} scalars freed in {len(grad_masks)} tensors", flush=True)
     opt = ReferenceAdamW(params, lr=float(lr), betas=(0.9, 0.999), eps=1e-6)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad} if args.check_frozen else {}
     biases = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if n.startswith("bert.") and n.endswith(".bias")}

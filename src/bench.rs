@@ -73,6 +73,12 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The median of `values` (the upper one of an even count); sorts them.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// The backend's f32 matmul rate in GFLOP/s on `batch·seq × k × n` products (random values, no
 /// autodiff), the better of two forms: one `[batch·seq, k] × [k, n]` product, and the batched
 /// `[batch, seq, k] × [1, k, n]` one the model's linear layers run (burn-ndarray spreads batches
@@ -96,8 +102,7 @@ pub fn matmul_gflops(
             })
             .skip(1)
             .collect();
-        times.sort_by(f64::total_cmp);
-        times[times.len() / 2]
+        median(&mut times)
     };
     let m = batch * seq;
     let a = Tensor::<2>::random([m, k], Distribution::Default, dev);
@@ -171,13 +176,14 @@ pub fn bench_one(w: &Workload, backend: Backend, method: &Method) -> Result<Benc
             times.push(t0.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let median = median(&mut times);
     let fwd = forward_flops(cfg, batch, seq);
     // weight gradients of every matrix: Full-FT, and Diff-Pruning's search (through its diff)
     let weight_grads = matches!(method, Method::FullFt | Method::DiffPruning { .. });
     let gflop = fwd * if weight_grads { 3.0 } else { 2.0 } / 1e9;
     drop(trainer);
+    // the training step's peak, before the matmul probe allocates its own operands
+    let peak_rss = peak_rss_mib();
     let matmul = matmul_gflops(
         &inner,
         batch,
@@ -196,9 +202,9 @@ pub fn bench_one(w: &Workload, backend: Backend, method: &Method) -> Result<Benc
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         steps: w.steps,
         ms_per_step_median: median,
-        ms_per_step_min: times[0],
+        ms_per_step_min: times.iter().copied().fold(f64::INFINITY, f64::min),
         examples_per_second: batch as f64 / (median / 1000.0),
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: peak_rss,
         gflop_per_step: gflop,
         gflops_per_second: gflop / (median / 1000.0),
         trainable_params: trainable,

@@ -327,17 +327,24 @@ fn linear_schedule_matches_transformers() {
     assert_eq!(Schedule::Constant.lr(3e-4, 77, 100), 3e-4);
 }
 
-/// rand_uniform's golden steps: the harness under the PyTorch judge's own masks
-/// (reference_methods.rand_uniform_masks, saved by make_fixtures.py in HF layout) takes the same
-/// five steps as the reference loop that masks gradients before clipping: losses, gradient norms
-/// and every tensor of the model (masked ones included). The harness's own draws then spread the
-/// same budget over the same tensors as the judge's (a few with-replacement collisions apart).
-fn run_rand_uniform_golden(backend: Backend) {
+/// The random baselines' golden steps: the harness under the PyTorch judge's own masks
+/// (reference_methods.gradient_masks, saved by make_fixtures.py in HF layout) takes the same five
+/// steps as the reference loop that masks gradients before clipping: the trainable tensors, the
+/// losses, gradient norms and every trained tensor (masked ones included). The harness's own
+/// draws then mask the same tensors (rand_uniform: the same per-tensor budget, a few
+/// with-replacement collisions apart).
+fn run_masked_golden(backend: Backend, tag: &str) {
     use bitfit_repro::finetune::masks::Mask;
     #[derive(serde::Deserialize)]
-    struct Masked {
+    struct MaskedRun {
+        #[serde(flatten)]
+        run: GoldenRun,
         freed: BTreeMap<String, usize>,
-        runs: BTreeMap<String, GoldenRun>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Masked {
+        mask_seed: u64,
+        runs: BTreeMap<String, MaskedRun>,
     }
     let dir = fixtures().join("golden_steps");
     let fixture: Masked = serde_json::from_str(
@@ -345,7 +352,7 @@ fn run_rand_uniform_golden(backend: Backend) {
     )
     .unwrap();
     let g = golden();
-    let run = &fixture.runs["rand_uniform"];
+    let MaskedRun { run, freed } = &fixture.runs[tag];
     let file = Tensors::open(dir.join(&run.file));
     let method = Method::parse(&run.method).unwrap();
     let mut trainer = Trainer::new(
@@ -354,31 +361,42 @@ fn run_rand_uniform_golden(backend: Backend) {
         AdamWConfig::default(),
         false,
     );
+    let mut ours: Vec<String> = hf_tensors(trainer.model(), |_, req| req)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    ours.sort();
+    assert_eq!(ours, run.trainable, "{tag}: trainable tensors");
     let ps = params(trainer.model());
     let judge: Vec<Mask> = ps
         .iter()
-        .filter(|p| p.hf_name.starts_with("bert."))
+        .filter(|p| freed.contains_key(&p.hf_name))
         .map(|p| Mask::from_hf(p, &file.f32(&format!("mask.{}", p.hf_name))))
         .collect();
+    assert_eq!(judge.len(), freed.len(), "{tag}: masked tensors");
     for m in &judge {
         assert_eq!(
-            m.ones, fixture.freed[&m.hf_name],
-            "{}: freed scalars",
+            m.ones, freed[&m.hf_name],
+            "{tag} {}: freed scalars",
             m.hf_name
         );
     }
-    assert_eq!(judge.len(), fixture.freed.len(), "masked tensors");
-    // the harness's own masks (another generator): the same tensors, the same per-tensor budget
-    let ours = bitfit_repro::finetune::method::masks(&method, &ps, 3);
-    for (o, j) in ours.iter().zip(&judge) {
-        assert_eq!(o.hf_name, j.hf_name);
-        assert!(
-            o.ones.abs_diff(j.ones) <= 3,
-            "{}: the harness frees {} scalars, the judge {}",
-            o.hf_name,
-            o.ones,
-            j.ones
-        );
+    let own = bitfit_repro::finetune::method::masks(&method, &ps, fixture.mask_seed);
+    assert_eq!(
+        own.iter().map(|m| &m.hf_name).collect::<Vec<_>>(),
+        judge.iter().map(|m| &m.hf_name).collect::<Vec<_>>(),
+        "{tag}: the harness masks the judge's tensors"
+    );
+    if tag == "rand_uniform" {
+        for (o, j) in own.iter().zip(&judge) {
+            assert!(
+                o.ones.abs_diff(j.ones) <= 3,
+                "{}: the harness frees {} scalars, the judge {}",
+                o.hf_name,
+                o.ones,
+                j.ones
+            );
+        }
     }
     trainer.set_masks(&judge);
     let b = golden_batch(&g.input_ids, &g.token_type_ids, &g.attention_mask);
@@ -390,17 +408,19 @@ fn run_rand_uniform_golden(backend: Backend) {
         &run.losses,
         &run.grad_norms,
         &file,
-        &format!("{backend} rand_uniform"),
+        &format!("{backend} {tag}"),
     );
 }
 
 #[test]
-fn golden_steps_rand_uniform() {
-    run_rand_uniform_golden(Backend::Ndarray);
-    if Backend::Tch.compiled() {
-        run_rand_uniform_golden(Backend::Tch);
-    }
-    if crate::common::gpu_tests() {
-        run_rand_uniform_golden(Backend::TchCuda);
+fn golden_steps_random_baselines() {
+    for tag in ["rand_uniform", "rand_row_col"] {
+        run_masked_golden(Backend::Ndarray, tag);
+        if Backend::Tch.compiled() {
+            run_masked_golden(Backend::Tch, tag);
+        }
+        if crate::common::gpu_tests() {
+            run_masked_golden(Backend::TchCuda, tag);
+        }
     }
 }

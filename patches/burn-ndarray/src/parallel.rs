@@ -99,6 +99,46 @@ pub(crate) fn for_each_range<F: Fn(core::ops::Range<usize>) + Sync + Send>(len: 
     f(0..len)
 }
 
+/// `f(part)` on each part of `buf` that [`for_each_range`] covers (in parallel from
+/// `PAR_ELEMWISE_MIN` elements): an in-place element-wise kernel split across threads.
+pub(crate) fn for_each_part_mut<T, F>(buf: &mut [T], f: F)
+where
+    T: Send,
+    F: Fn(&mut [T]) + Sync + Send,
+{
+    let (ptr, len) = (buf.as_mut_ptr() as usize, buf.len());
+    for_each_range(len, |r| {
+        // SAFETY: the ranges are disjoint and inside `buf`, which this call borrows mutably, so
+        // each part is the only reference to its elements
+        let part =
+            unsafe { core::slice::from_raw_parts_mut((ptr as *mut T).add(r.start), r.len()) };
+        f(part)
+    });
+}
+
+/// `f(input part, out part)` on each pair of equal parts of `input` and `out` that
+/// [`for_each_range`] covers: an element-wise kernel from one buffer into another, split
+/// across threads.
+pub(crate) fn for_each_part<T, Out, F>(input: &[T], out: &mut [Out], f: F)
+where
+    T: Sync,
+    Out: Send,
+    F: Fn(&[T], &mut [Out]) + Sync + Send,
+{
+    assert_eq!(
+        input.len(),
+        out.len(),
+        "element-wise kernel: input and output lengths"
+    );
+    let ptr = out.as_mut_ptr() as usize;
+    for_each_range(input.len(), |r| {
+        // SAFETY: as in `for_each_part_mut`: disjoint ranges inside the mutably borrowed `out`
+        let part =
+            unsafe { core::slice::from_raw_parts_mut((ptr as *mut Out).add(r.start), r.len()) };
+        f(&input[r], part)
+    });
+}
+
 /// `array.mapv_into(f)`, on rayon's threads when the tensor has at least `PAR_ELEMWISE_MIN`
 /// elements.
 pub(crate) fn par_mapv_into<E, F>(array: crate::SharedArray<E>, f: F) -> crate::SharedArray<E>

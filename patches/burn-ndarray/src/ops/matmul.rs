@@ -74,21 +74,17 @@ pub(crate) fn matmul<E: NdArrayElement>(
 /// A matmul operand as `[batches, rows, cols]`: a strided view of the array itself when its
 /// leading dims merge into one batch stride, else a standard-layout copy.
 enum Batched<E> {
-    View(SharedArray<E>, [usize; 3]),
+    /// the array, its `[batches, rows, cols]` shape and the strides that walk it
+    View(SharedArray<E>, [usize; 3], [usize; 3]),
     Copy(SharedArray<E>),
 }
 
 impl<E: NdArrayElement> Batched<E> {
     fn view3(&self) -> ndarray::ArrayView3<'_, E> {
         match self {
-            Batched::View(array, strides) => {
-                let dims = array.shape();
-                let nd = dims.len();
-                let rows_cols = (dims[nd - 2], dims[nd - 1]);
-                let batches = array.len() / (rows_cols.0 * rows_cols.1).max(1);
+            Batched::View(array, [batches, rows, cols], strides) => {
                 use ndarray::ShapeBuilder;
-                let shape = (batches, rows_cols.0, rows_cols.1)
-                    .strides((strides[0], strides[1], strides[2]));
+                let shape = (*batches, *rows, *cols).strides((strides[0], strides[1], strides[2]));
                 // SAFETY: `batched` checked that these non-negative strides address exactly the
                 // array's own elements (its leading dims merge into the batch stride)
                 unsafe { ndarray::ArrayView3::from_shape_ptr(shape, array.as_ptr()) }
@@ -135,7 +131,7 @@ fn batched<E: NdArrayElement>(
                 strides[nd - 2] as usize,
                 strides[nd - 1] as usize,
             ];
-            return Batched::View(array, st);
+            return Batched::View(array, [batches, rows, cols], st);
         }
     }
     Batched::Copy(NdArrayOps::reshape(

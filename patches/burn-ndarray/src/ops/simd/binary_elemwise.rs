@@ -299,9 +299,7 @@ where
 {
     let mut buffer = input.into_owned();
     let slice = buffer.as_slice_memory_order_mut().unwrap();
-    let (buf, n) = (slice.as_mut_ptr() as usize, slice.len());
-    crate::parallel::for_each_range(n, |r| unsafe {
-        let part = core::slice::from_raw_parts_mut((buf as *mut T).add(r.start), r.len());
+    crate::parallel::for_each_part_mut(slice, |part| unsafe {
         binary_scalar_slice_inplace::<T, Out, Op>(part, elem, PhantomData)
     });
     // Buffer has the same elem size and is filled with the operation output, so this is safe
@@ -324,18 +322,8 @@ where
     let mut out = uninit_array_like(&input);
     let input = input.as_slice_memory_order().unwrap();
     let out_slice = out.as_slice_memory_order_mut().unwrap();
-    let (src, dst, n) = (
-        input.as_ptr() as usize,
-        out_slice.as_mut_ptr() as usize,
-        input.len(),
-    );
-    crate::parallel::for_each_range(n, |r| unsafe {
-        binary_scalar_slice::<T, Out, Op>(
-            core::slice::from_raw_parts((src as *const T).add(r.start), r.len()),
-            core::slice::from_raw_parts_mut((dst as *mut Out).add(r.start), r.len()),
-            elem,
-            PhantomData,
-        )
+    crate::parallel::for_each_part(input, out_slice, |src, dst| {
+        binary_scalar_slice::<T, Out, Op>(src, dst, elem, PhantomData)
     });
     out.into_shared()
 }

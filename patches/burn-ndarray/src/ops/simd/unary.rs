@@ -117,10 +117,8 @@ unsafe fn unary_scalar_simd_inplace<
 ) -> SharedArray<Out> {
     let mut buffer = input.into_owned();
     let slice = buffer.as_slice_memory_order_mut().unwrap();
-    let (buf, n) = (slice.as_mut_ptr() as usize, slice.len());
     // This is only called when in and out have the same size, so it's safe
-    crate::parallel::for_each_range(n, |r| unsafe {
-        let part = core::slice::from_raw_parts_mut((buf as *mut T).add(r.start), r.len());
+    crate::parallel::for_each_part_mut(slice, |part| unsafe {
         unary_slice_inplace::<T, Out, Op>(part, PhantomData)
     });
     // Buffer has the same elem size and is filled with the operation output, so this is safe
@@ -138,17 +136,8 @@ fn unary_scalar_simd_owned<
     let mut out = uninit_array_like(&input);
     let input = input.as_slice_memory_order().unwrap();
     let out_slice = out.as_slice_memory_order_mut().unwrap();
-    let (src, dst, n) = (
-        input.as_ptr() as usize,
-        out_slice.as_mut_ptr() as usize,
-        input.len(),
-    );
-    crate::parallel::for_each_range(n, |r| unsafe {
-        unary_slice::<T, Out, Op>(
-            core::slice::from_raw_parts((src as *const T).add(r.start), r.len()),
-            core::slice::from_raw_parts_mut((dst as *mut Out).add(r.start), r.len()),
-            PhantomData,
-        )
+    crate::parallel::for_each_part(input, out_slice, |src, dst| {
+        unary_slice::<T, Out, Op>(src, dst, PhantomData)
     });
     out.into_shared()
 }

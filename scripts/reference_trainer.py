@@ -259,6 +259,7 @@ def run_one(base, data, task, method, lr, seed, args, device, pad_id):
     if grad_masks:
         freed = sum(int(m.sum()) for m in grad_masks.values())
         print(f"  {method}: {freed} scalars freed in {len(grad_masks)} tensors", flush=True)
+    masked = [(p, grad_masks[n]) for n, p in model.named_parameters() if n in grad_masks]  # once, not per step
     opt = ReferenceAdamW(params, lr=float(lr), betas=(0.9, 0.999), eps=1e-6)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad} if args.check_frozen else {}
     biases = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if n.startswith("bert.") and n.endswith(".bias")}
@@ -280,9 +281,8 @@ def run_one(base, data, task, method, lr, seed, args, device, pad_id):
             loss = loss_fn(logits.view(-1), y) if regression else loss_fn(logits.view(-1, logits.shape[-1]), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            for n, p in model.named_parameters():
-                if n in grad_masks:
-                    p.grad.mul_(grad_masks[n])
+            for p, m in masked:
+                p.grad.mul_(m)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             steps += 1

@@ -59,6 +59,18 @@ fn tiny_classifier(backend: Backend, num_labels: usize, head_file: &Tensors) -> 
     clf
 }
 
+/// The trainer's trainable tensors (HF names) are exactly the reference's.
+fn assert_trainable(trainer: &Trainer, reference: &[String], tag: &str) {
+    let mut ours: Vec<String> = hf_tensors(trainer.model(), |_, req| req)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let mut theirs = reference.to_vec();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs, "{tag}: trainable tensors");
+}
+
 fn run_golden(backend: Backend, tag: &str) {
     let g = golden();
     let run = &g.runs[tag];
@@ -70,15 +82,7 @@ fn run_golden(backend: Backend, tag: &str) {
         AdamWConfig::default(),
         run.num_labels == 1,
     );
-    // the trainable set is exactly the reference's
-    let mut ours: Vec<String> = hf_tensors(trainer.model(), |_, req| req)
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    let mut theirs = run.trainable.clone();
-    ours.sort();
-    theirs.sort();
-    assert_eq!(ours, theirs, "{tag}: trainable tensors");
+    assert_trainable(&trainer, &run.trainable, tag);
 
     let b = batch(&g);
     let targets = if run.num_labels == 1 {
@@ -361,12 +365,7 @@ fn run_masked_golden(backend: Backend, tag: &str) {
         AdamWConfig::default(),
         false,
     );
-    let mut ours: Vec<String> = hf_tensors(trainer.model(), |_, req| req)
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    ours.sort();
-    assert_eq!(ours, run.trainable, "{tag}: trainable tensors");
+    assert_trainable(&trainer, &run.trainable, tag);
     let ps = params(trainer.model());
     let judge: Vec<Mask> = ps
         .iter()
@@ -399,7 +398,7 @@ fn run_masked_golden(backend: Backend, tag: &str) {
         }
     }
     trainer.set_masks(&judge);
-    let b = golden_batch(&g.input_ids, &g.token_type_ids, &g.attention_mask);
+    let b = batch(&g);
     check_golden_steps(
         &mut trainer,
         &b,

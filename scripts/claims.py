@@ -59,11 +59,13 @@ def main():
     args = ap.parse_args()
     stores = args.store or default_stores()
     cells, n_runs, skipped, seen = {}, 0, 0, set()  # cells: (setting, task, method, size, lr) -> [views]
+    holders = {}  # setting -> names of the stores holding its runs
     for s in stores:
         runs, sk = store_runs(s, seen)
         n_runs, skipped = n_runs + len(runs), skipped + sk
         for r in runs:
             c = r["config"]
+            holders.setdefault(setting_of(c), set()).add(os.path.basename(s.rstrip("/")))
             for v in views(r):
                 cells.setdefault((setting_of(c), v["task"], method_name(c["method"]), c.get("train_size"),
                                   float(f"{float(c['lr']):.10g}")), []).append(v)
@@ -107,7 +109,7 @@ def main():
         keys = sorted({(k[1], k[3]) for k in best if k[0] == st}, key=lambda k: (tkey(k[0]), skey(k[1])))
         has = lambda meth: [(t, s) for t, s in keys if (st, t, meth, s) in best]  # noqa: E731
         print(f"\n## Setting {settings[st]}: model={st[0]}, epochs={st[1]}, batch={st[2]}, max_length={st[3]}, "
-              f"{st[4]}")
+              f"{st[4]}\n\nRuns from: {', '.join(sorted(holders[st]))}.")
         # ---- claim 1
         print("\n### Claim 1 — BitFit ≈ Full-FT on average; BitFit ≥ Full-FT on the small tasks (*)\n\nInputs: "
               "bitfit and full_ft cells at their best lr, per task and train size; Δ = BitFit − Full-FT, 95% Welch CI; "

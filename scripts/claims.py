@@ -65,9 +65,10 @@ def main():
         n_runs, skipped = n_runs + len(runs), skipped + sk
         for r in runs:
             c = r["config"]
-            holders.setdefault(setting_of(c), set()).add(os.path.basename(s.rstrip("/")))
+            st = setting_of(c)
+            holders.setdefault(st, set()).add(os.path.basename(s.rstrip("/")))
             for v in views(r):
-                cells.setdefault((setting_of(c), v["task"], method_name(c["method"]), c.get("train_size"),
+                cells.setdefault((st, v["task"], method_name(c["method"]), c.get("train_size"),
                                   float(f"{float(c['lr']):.10g}")), []).append(v)
     print(f"# Claim numbers\n\nStores: {', '.join(stores) or '(none)'} — {n_runs} finished runs read, {skipped} run "
           "folders without a readable result.json skipped.\n")

@@ -85,12 +85,13 @@ def load(path):
         return None
 
 
-def store_runs(store, seen=None):
+def store_runs(store, seen=None, only=None):
     """(runs with a readable result.json, run folders skipped); a run folder already in `seen`
-    (the same store named twice) is not read again"""
+    (the same store named twice) is not read again; with `only` (a set of run folders' real
+    paths), every other folder is ignored and not counted"""
     runs, skipped, seen = [], 0, set() if seen is None else seen
     for d in sorted(glob.glob(os.path.join(store, "runs", "*", ""))):
-        if os.path.realpath(d) in seen:
+        if os.path.realpath(d) in seen or (only is not None and os.path.realpath(d) not in only):
             continue
         seen.add(os.path.realpath(d))
         r = load(os.path.join(d, "result.json"))

@@ -423,6 +423,23 @@ fn committed_records_regenerate_paper_tables() {
     }
 }
 
+/// REPRODUCTION.md's claim numbers are `scripts/claims.py`'s output on the committed records,
+/// byte for byte (its `--check` mode reads the runs git tracks), so a record added without
+/// regenerating the block, or a hand edit inside it, fails here. It also runs claims.py end to
+/// end on every committed store.
+#[test]
+fn reproduction_md_claim_numbers_regenerate_from_committed_records() {
+    let out = Command::new("python3")
+        .current_dir(repo())
+        .args(["scripts/claims.py", "--check", "REPRODUCTION.md"])
+        .output()
+        .expect("python3 runs (the scripts need only its standard library)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("matches the committed records"), "{text}");
+}
+
 /// `--time-limit`: with no finished run to estimate from, the first run starts; once it has
 /// finished, every run the time left cannot finish is left for later, the command exits 0 and
 /// says what is done and left; a second invocation trains the rest.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Stage the finished run records of the campaign's stores and regenerate paper_tables/ and
-# REPRODUCTION.md's generated claim numbers from exactly the staged records (what a fresh clone's
+# REPRODUCTION.md's generated blocks from exactly the staged records (what a fresh clone's
 # `repro report` and `scripts/claims.py` write; the e2e tests committed_records_regenerate_paper_tables
-# and reproduction_md_claim_numbers_regenerate_from_committed_records check them). Unfinished runs
+# and reproduction_md_generated_blocks_regenerate_from_committed_records check them). Unfinished runs
 # stay unstaged.
 # Usage: scripts/commit_records.sh REPRO_BINARY [STORE...]   (default: every results/*/ store)
 set -euo pipefail
@@ -28,7 +28,9 @@ rm -f paper_tables/*.png paper_tables/*.svg paper_tables/*.md paper_tables/*.csv
 cp "$tmp"/paper_tables/*.* paper_tables/
 git add -A paper_tables
 rm -rf "$tmp"
-# REPRODUCTION.md's claim numbers from the same (now tracked) records
+# REPRODUCTION.md's generated blocks (claim numbers, harness vs PyTorch) from the same (now
+# tracked) records
 python3 scripts/claims.py --update REPRODUCTION.md
+python3 scripts/judge_compare.py --pytorch results/judge_pytorch --update REPRODUCTION.md
 git add REPRODUCTION.md
 echo "staged records of: $tracked; paper_tables/ and REPRODUCTION.md's claim numbers regenerated from them"

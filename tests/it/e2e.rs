@@ -423,21 +423,32 @@ fn committed_records_regenerate_paper_tables() {
     }
 }
 
-/// REPRODUCTION.md's claim numbers are `scripts/claims.py`'s output on the committed records,
-/// byte for byte (its `--check` mode reads the runs git tracks), so a record added without
-/// regenerating the block, or a hand edit inside it, fails here. It also runs claims.py end to
-/// end on every committed store.
+/// REPRODUCTION.md's claim numbers and its harness-vs-PyTorch table are `scripts/claims.py`'s and
+/// `scripts/judge_compare.py`'s output on the committed records, byte for byte (their `--check`
+/// mode reads the runs git tracks), so a record added without regenerating the blocks, or a hand
+/// edit inside one, fails here. It also runs both scripts end to end on every committed store.
 #[test]
-fn reproduction_md_claim_numbers_regenerate_from_committed_records() {
-    let out = Command::new("python3")
-        .current_dir(repo())
-        .args(["scripts/claims.py", "--check", "REPRODUCTION.md"])
-        .output()
-        .expect("python3 runs (the scripts need only its standard library)");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("matches the committed records"), "{text}");
+fn reproduction_md_generated_blocks_regenerate_from_committed_records() {
+    for args in [
+        &["scripts/claims.py", "--check", "REPRODUCTION.md"][..],
+        &[
+            "scripts/judge_compare.py",
+            "--pytorch",
+            "results/judge_pytorch",
+            "--check",
+            "REPRODUCTION.md",
+        ],
+    ] {
+        let out = Command::new("python3")
+            .current_dir(repo())
+            .args(args)
+            .output()
+            .expect("python3 runs (the scripts need only its standard library)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {text}", args[0]);
+        assert!(text.contains("matches the committed records"), "{text}");
+    }
 }
 
 /// `--time-limit`: with no finished run to estimate from, the first run starts; once it has

@@ -451,6 +451,63 @@ fn reproduction_md_generated_blocks_regenerate_from_committed_records() {
     }
 }
 
+/// `scripts/campaign.sh`: grids one after another under one deadline; a passed deadline starts
+/// nothing, an unknown grid is a one-line error, and a grid with time left trains to completion.
+#[test]
+fn campaign_script_runs_grids_until_its_deadline() {
+    if minilm().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = tmp.path().join("tiny.toml");
+    std::fs::write(
+        &grid,
+        format!(
+            "name = \"tiny\"\nstore = \"{}\"\n[base]\nmodel = \"models/all-MiniLM-L6-v2\"\n\
+             data = \"{}\"\nbackend = \"ndarray\"\ntask = \"SST-2\"\nmethod = \"bitfit\"\n\
+             lr = 1e-3\nepochs = 1\nbatch_size = 8\nmax_length = 64\ntrain_size = 16\n\
+             eval_size = 32\n[axes]\nseed = [0, 1]\n",
+            tmp.path().join("store").display(),
+            crate::common::shared_data().join("glue").display()
+        ),
+    )
+    .unwrap();
+    let campaign = |until: &str, grid: &str| {
+        let out = Command::new("bash")
+            .current_dir(repo())
+            .args([
+                "scripts/campaign.sh",
+                env!("CARGO_BIN_EXE_repro"),
+                until,
+                grid,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let grid = grid.to_str().unwrap();
+    let (code, text) = campaign("-1 hour", grid);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("not starting"), "{text}");
+    assert!(!tmp.path().join("store").exists(), "{text}");
+
+    let (code, text) = campaign("+1 hour", "no_such_grid");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("no grid 'no_such_grid'"), "{text}");
+
+    let (code, text) = campaign("+1 hour", grid);
+    assert_eq!(code, Some(0), "{text}");
+    let done = std::fs::read_dir(tmp.path().join("store/runs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("result.json").is_file())
+        .count();
+    assert_eq!(done, 2, "{text}");
+    assert!(text.contains("campaign.sh done"), "{text}");
+}
+
 /// `--time-limit`: with no finished run to estimate from, the first run starts; once it has
 /// finished, every run the time left cannot finish is left for later, the command exits 0 and
 /// says what is done and left; a second invocation trains the rest.

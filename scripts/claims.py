@@ -32,7 +32,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from judge_compare import (NAN, committed_runs, default_stores, fin, fmt_diff, fmt_ms, lr_str, mean_std,  # noqa: E402
+from judge_compare import (NAN, ROOT, committed_runs, default_stores, fin, fmt_diff, fmt_ms, lr_str, mean_std,  # noqa: E402
                            method_name, printed, size_str, store_runs, update_block, views)
 
 SMALL = {"CoLA", "MRPC", "STS-B", "RTE"}
@@ -84,12 +84,14 @@ def main():
     if args.update or args.check:
         if args.store:
             ap.error("--store does not combine with --update/--check (they read every committed store)")
+        path = os.path.abspath(args.update or args.check)
+        os.chdir(ROOT)  # the block names stores relative to the repository root
         stores, only = committed_runs()
         text = printed(report, stores, only, committed=True)
         # from the first line after the title on, every heading one level deeper
         lines = text.split("\n")
         body = "\n".join("#" + ln if ln.startswith("#") else ln for ln in lines[lines.index("") + 1:])
-        return update_block(args.update or args.check, BEGIN, END, body, bool(args.check), "claims.py", len(only))
+        return update_block(path, BEGIN, END, body, bool(args.check), "claims.py", len(only))
     report(args.store or default_stores(), None, committed=False)
 
 

@@ -274,10 +274,13 @@ def main():
         if args.store or args.all_metrics:
             ap.error("--store and --all-metrics do not combine with --update/--check (the block is the default view "
                      "of every committed store)")
+        path = os.path.abspath(args.update or args.check)
+        pytorch = os.path.relpath(os.path.abspath(args.pytorch), ROOT)
+        os.chdir(ROOT)  # the block names stores relative to the repository root
         stores, only = committed_runs()
-        text = printed(report, stores, only, args.pytorch, False, committed=True)
+        text = printed(report, stores, only, pytorch, False, committed=True)
         body = text[text.index("Harness stores: "):]
-        return update_block(args.update or args.check, JUDGE_BEGIN, JUDGE_END, body, bool(args.check),
+        return update_block(path, JUDGE_BEGIN, JUDGE_END, body, bool(args.check),
                             "judge_compare.py", len(only))
     report(args.store or default_stores(), None, args.pytorch, args.all_metrics, committed=False)
 

@@ -85,7 +85,7 @@ def lr_key(lr):
 
 
 def default_stores():
-    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
+    root = os.path.join(ROOT, "results")
     return sorted(os.path.dirname(p.rstrip("/")) for p in glob.glob(os.path.join(root, "*", "runs/")))
 
 

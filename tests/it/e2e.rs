@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{minilm, repo, repro};
+use crate::common::{minilm, repo, repro, succeed};
 
 fn run_dirs(store: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(store.join("runs"))
@@ -439,14 +439,8 @@ fn reproduction_md_generated_blocks_regenerate_from_committed_records() {
             "REPRODUCTION.md",
         ],
     ] {
-        let out = Command::new("python3")
-            .current_dir(repo())
-            .args(args)
-            .output()
-            .expect("python3 runs (the scripts need only its standard library)");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{}: {text}", args[0]);
+        // python3 with its standard library only
+        let text = succeed(Command::new("python3").current_dir(repo()).args(args));
         assert!(text.contains("matches the committed records"), "{text}");
     }
 }

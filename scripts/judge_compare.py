@@ -33,6 +33,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -60,8 +61,10 @@ def fin(x):
 
 
 def method_name(m):
-    """The harness's spelling (Method's Display): serde's "bitfit" / {"bias_terms": [...]} /
-    {"rand_uniform": {"budget": n}} / {"reference_bias_terms": [...]}, or a PyTorch string."""
+    """The harness's spelling (Method's Display in src/finetune/method.rs): serde's "bitfit" /
+    {"bias_terms": [...]} / {"rand_uniform": {"budget": n}} / {"reference_bias_terms": [...]} /
+    {"lora": {...}} / {"adapters": {...}} / {"diff_pruning": {...}}, or a PyTorch string. Methods
+    with parameters keep them, so that e.g. adapters:16 and adapters:64 never share a cell."""
     if isinstance(m, dict) and len(m) == 1:
         (k, v), = m.items()
         if k == "bias_terms":
@@ -71,6 +74,16 @@ def method_name(m):
         elif k == "rand_uniform":
             b = (v or {}).get("budget")
             return "rand_uniform" if b is None else f"rand_uniform:{b}"
+        elif k == "lora":  # "lora:r=8,alpha=16,targets=q+v", "lora+bitfit:..."
+            v = v or {}
+            return (f"{'lora+bitfit' if v.get('bitfit') else 'lora'}:r={v.get('r')},alpha={v.get('alpha')},"
+                    f"targets={'+'.join(v.get('targets') or [])}")
+        elif k == "adapters":
+            return f"adapters:{(v or {}).get('size')}"
+        elif k == "diff_pruning":
+            v = v or {}
+            return (f"diff_pruning:share={(v.get('share_ppm') or 0) / 1e4:g}%,finetune={v.get('finetune')},"
+                    f"finetune_lr={v.get('finetune_lr')}")
         else:
             return k
     m = str(m)
@@ -134,6 +147,32 @@ def update_block(path, begin, end, body, check, script, n_runs):
             f.write(new)
         os.replace(tmp, path)
         print(f"{path}: the {script} block rewritten from {n_runs} committed runs")
+
+
+_NUM = r"(?<![\w.])[−+-]?\d+(?:\.\d+)?"
+# the two shapes a number is quoted in: "mean ±std (n)" and "difference [low, high]"
+QUOTE = re.compile(rf"{_NUM} ±\d+(?:\.\d+)? \((?:n=)?\d+(?:, \d+ deg)?\)|{_NUM} \[{_NUM}, {_NUM}\]")
+GENERATED = re.compile(r"<!-- BEGIN generated.*?<!-- END generated[^\n]*", re.S)
+
+
+def quote_key(q):
+    """a quote as both its hand-written and its generated spelling read: − as -, no +, (n=3, 1 deg) as (3)"""
+    q = q.replace("−", "-").replace("+", "")
+    return re.sub(r"\(n=(\d+)(?:, \d+ deg)?\)", r"(\1)", q)
+
+
+def stale_quotes(text):
+    """[(line, quote)]: every "mean ±std (n)" and "Δ [low, high]" written outside the file's generated
+    blocks that no generated block holds — a hand-written number the committed records no longer say"""
+    gen = {quote_key(q) for b in GENERATED.findall(text) for q in QUOTE.findall(b)}
+    out, pos = [], 0
+    for m in list(GENERATED.finditer(text)) + [None]:
+        end = m.start() if m else len(text)
+        for q in QUOTE.finditer(text, pos, end):
+            if quote_key(q.group(0)) not in gen:
+                out.append((text.count("\n", 0, q.start()) + 1, q.group(0)))
+        pos = m.end() if m else end
+    return out
 
 
 def load(path):

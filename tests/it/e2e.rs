@@ -443,6 +443,28 @@ fn reproduction_md_generated_blocks_regenerate_from_committed_records() {
         let text = succeed(Command::new("python3").current_dir(repo()).args(args));
         assert!(text.contains("matches the committed records"), "{text}");
     }
+    // a number quoted by hand outside the generated blocks that no block holds fails the check,
+    // naming its line: a verdict cannot go on quoting what the records no longer say
+    let md = std::fs::read_to_string(repo().join("REPRODUCTION.md")).unwrap();
+    assert!(md.contains("Table 1 — parameter-efficient methods beside BitFit and Full-FT"));
+    let (title, rest) = md.split_once('\n').unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("REPRODUCTION.md");
+    std::fs::write(&copy, format!("{title}\nBitFit 99.9 ±0.1 (3), Δ +9.9 [+9.1, +9.8]\n{rest}")).unwrap();
+    let out = Command::new("python3")
+        .current_dir(repo())
+        .args(["scripts/claims.py", "--check"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("2 number(s)")
+            && err.contains("line 2: 99.9 ±0.1 (3)")
+            && err.contains("line 2: +9.9 [+9.1, +9.8]"),
+        "{err}"
+    );
 }
 
 /// `scripts/campaign.sh`: grids one after another under one deadline; a passed deadline starts

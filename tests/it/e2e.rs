@@ -450,7 +450,11 @@ fn reproduction_md_generated_blocks_regenerate_from_committed_records() {
     let (title, rest) = md.split_once('\n').unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let copy = tmp.path().join("REPRODUCTION.md");
-    std::fs::write(&copy, format!("{title}\nBitFit 99.9 ±0.1 (3), Δ +9.9 [+9.1, +9.8]\n{rest}")).unwrap();
+    std::fs::write(
+        &copy,
+        format!("{title}\nBitFit 99.9 ±0.1 (3), Δ +9.9 [+9.1, +9.8]\n{rest}"),
+    )
+    .unwrap();
     let out = Command::new("python3")
         .current_dir(repo())
         .args(["scripts/claims.py", "--check"])
@@ -467,8 +471,9 @@ fn reproduction_md_generated_blocks_regenerate_from_committed_records() {
     );
 }
 
-/// `scripts/campaign.sh`: grids one after another under one deadline; a passed deadline starts
-/// nothing, an unknown grid is a one-line error, and a grid with time left trains to completion.
+/// `scripts/campaign.sh`: grids one after another under one deadline, in two lanes; a passed
+/// deadline starts nothing, an unknown grid or lane count is a one-line error, and a grid with
+/// time left trains to completion, each run once.
 #[test]
 fn campaign_script_runs_grids_until_its_deadline() {
     if minilm().is_none() {
@@ -522,6 +527,39 @@ fn campaign_script_runs_grids_until_its_deadline() {
         .count();
     assert_eq!(done, 2, "{text}");
     assert!(text.contains("campaign.sh done"), "{text}");
+    // two lanes (the default) shared the grid through the runs' locks: each run trained once
+    assert!(
+        text.contains("lane 1:") && text.contains("lane 2:"),
+        "{text}"
+    );
+    for e in std::fs::read_dir(tmp.path().join("store/runs"))
+        .unwrap()
+        .flatten()
+    {
+        let attempts = std::fs::read_to_string(e.path().join("attempts.log")).unwrap();
+        assert_eq!(
+            attempts.lines().count(),
+            1,
+            "{}: {attempts}\n{text}",
+            e.path().display()
+        );
+    }
+    let out = Command::new("bash")
+        .current_dir(repo())
+        .env("CAMPAIGN_LANES", "0")
+        .args([
+            "scripts/campaign.sh",
+            env!("CARGO_BIN_EXE_repro"),
+            "+1 hour",
+            grid,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("CAMPAIGN_LANES must be a positive whole number")
+    );
 }
 
 /// `--time-limit`: with no finished run to estimate from, the first run starts; once it has

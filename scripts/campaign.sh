@@ -5,7 +5,8 @@
 # train one run). A lane that finds a grid's last runs taken by the other lane moves on to the
 # next grid instead of waiting, so no core idles at a grid's tail. Every `repro run` gets
 # `--time-limit <what is left>`: no run starts that the time left cannot finish (judged from the
-# store's own measured times) and a later call resumes the rest.
+# store's own measured times) and a later call resumes the rest. A grid none of whose runs has a
+# measured time yet starts one run per lane whatever the time left (that run teaches the store).
 # Usage: scripts/campaign.sh REPRO_BINARY UNTIL GRID...
 #   UNTIL: anything `date -d` reads, e.g. "02:00" (today), "2026-11-30 02:00", "+2 hours"
 #   GRID:  a name under experiments/paper/ (table1_cpu) or a path to a grid file
@@ -43,14 +44,17 @@ lane() {
     fi
     echo "== $(date +%T) lane $n: $f (${left}s left)"
     # a grid that stops with an error (a failed run, a bad file) does not stop the ones after it
-    nice -n 19 "$BIN" run "$f" --jobs 1 --time-limit "${left}s" 2>&1 | sed "s/^/[lane $n] /" \
-      || echo "== $(date +%T) lane $n: $f: repro run exited with an error"
+    nice -n 19 "$BIN" run "$f" --jobs 1 --time-limit "${left}s" 2>&1 | sed -u "s/^/[lane $n] /" \
+      || echo "== $(date +%T) lane $n: $f: repro run exited ${PIPESTATUS[0]}"
   done
 }
 
+# Ctrl-C or a kill of this script stops the lanes and their runs too (an interrupted run restarts
+# from its beginning next time); otherwise background lanes would ignore SIGINT and go on
+trap 'trap - INT TERM; kill 0' INT TERM
 for n in $(seq 1 "$lanes"); do
   lane "$n" &
-  sleep 2  # the first lane claims its first run before the next one looks
+  sleep 2  # stagger the starts (the run locks, not this pause, keep two lanes off one run)
 done
 wait
 echo "== $(date +%T) campaign.sh done"

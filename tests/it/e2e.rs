@@ -444,7 +444,8 @@ fn reproduction_md_generated_blocks_regenerate_from_committed_records() {
         assert!(text.contains("matches the committed records"), "{text}");
     }
     // a number quoted by hand outside the generated blocks that no block holds fails the check,
-    // naming its line: a verdict cannot go on quoting what the records no longer say
+    // naming its line (whatever its minus sign, line break or n spelling): a verdict cannot go on
+    // quoting what the records no longer say; a quote marked historical is not checked
     let md = std::fs::read_to_string(repo().join("REPRODUCTION.md")).unwrap();
     assert!(md.contains("Table 1 — parameter-efficient methods beside BitFit and Full-FT"));
     let (title, rest) = md.split_once('\n').unwrap();
@@ -452,7 +453,10 @@ fn reproduction_md_generated_blocks_regenerate_from_committed_records() {
     let copy = tmp.path().join("REPRODUCTION.md");
     std::fs::write(
         &copy,
-        format!("{title}\nBitFit 99.9 ±0.1 (3), Δ +9.9 [+9.1, +9.8]\n{rest}"),
+        format!(
+            "{title}\nBitFit 99.9 ±0.1 (n=3, 1 deg), Δ −9.9\n[−9.1, +9.8]\n\
+             <!-- historical -->was 88.8 ±0.1 (3)<!-- /historical -->\n{rest}"
+        ),
     )
     .unwrap();
     let out = Command::new("python3")
@@ -465,8 +469,8 @@ fn reproduction_md_generated_blocks_regenerate_from_committed_records() {
     assert!(!out.status.success(), "{err}");
     assert!(
         err.contains("2 number(s)")
-            && err.contains("line 2: 99.9 ±0.1 (3)")
-            && err.contains("line 2: +9.9 [+9.1, +9.8]"),
+            && err.contains("line 2: 99.9 ±0.1 (n=3, 1 deg)")
+            && err.contains("line 2: −9.9 [−9.1, +9.8]"),
         "{err}"
     );
 }
@@ -527,7 +531,7 @@ fn campaign_script_runs_grids_until_its_deadline() {
         .count();
     assert_eq!(done, 2, "{text}");
     assert!(text.contains("campaign.sh done"), "{text}");
-    // two lanes (the default) shared the grid through the runs' locks: each run trained once
+    // two lanes (the default) both ran; the runs' locks kept them apart: each run trained once
     assert!(
         text.contains("lane 1:") && text.contains("lane 2:"),
         "{text}"

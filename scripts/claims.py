@@ -295,6 +295,8 @@ def report(stores, only, committed):
                     avg = "; ".join(f"{m} {sum(mean_std(ms(st, t, m, s)[0])[0] for t in common) / len(common):.1f}"
                                     for m in here)
                     print(f"\nAverage over {len(common)} tasks ({', '.join(common)}), size {size_str(s)}: {avg}.")
+                else:
+                    print(f"\nNo average at size {size_str(s)}: fewer than two tasks have a cell of every method listed.")
         # ---- training length (the "had dev scores plateaued?")
         print("\n### Training length — had the dev score plateaued?\n\nInputs: the bitfit and full_ft cells of claim 1 "
               "at their best lr; per epoch, the mean dev headline ×100 over the cell's runs that scored that epoch; "

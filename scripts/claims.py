@@ -282,10 +282,10 @@ def report(stores, only, committed):
         else:
             print("| task | size | method | trainable | that method | Δ method − BitFit [95% CI] |\n|---|---|---|---|---|---|")
             for t, s in rows:
+                b = ms(st, t, "bitfit", s)[0]
                 for m in meths:
                     if (st, t, m, s) in best:
                         a, fa = ms(st, t, m, s)
-                        b, _ = ms(st, t, "bitfit", s)
                         print(f"| {t} | {size_str(s)} | {m} | {share(cell(st, t, m, s)[1])} | {fa} | "
                               f"{'—' if m == 'bitfit' else fmt_diff(a, b)} |")
             for s in sorted({s for _, s in rows}, key=skey):

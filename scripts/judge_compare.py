@@ -171,8 +171,9 @@ def stale_quotes(text):
     — a hand-written number the committed records no longer say. Not checked: numbers in other
     shapes ("26.3 ±0.4" without n, "(5, 3 at the majority class)", single differences, averages);
     a quote passes if any generated block holds it, whatever its row."""
-    gen = {quote_key(q.group(0)) for b in GENERATED.findall(text) for q in QUOTE.finditer(b)}
-    skip = [m.span() for m in GENERATED.finditer(text)] + [m.span() for m in HISTORICAL.finditer(text)]
+    blocks = list(GENERATED.finditer(text))
+    gen = {quote_key(q.group(0)) for b in blocks for q in QUOTE.finditer(b.group(0))}
+    skip = [b.span() for b in blocks] + [m.span() for m in HISTORICAL.finditer(text)]
     return [(text.count("\n", 0, q.start()) + 1, re.sub(r"\s+", " ", q.group(0))) for q in QUOTE.finditer(text)
             if not any(a <= q.start() < b for a, b in skip) and quote_key(q.group(0)) not in gen]
 

@@ -628,7 +628,57 @@ fn hf_name_to_index(task: Task, name: &str) -> usize {
         .expect("name comes from hf_labels")
 }
 
-/// Count examples per label index (for README checks and `repro inspect-data`).
+/// One split of a task as `repro data` lists it.
+pub struct SplitListing {
+    pub task: Task,
+    pub split: Split,
+    pub rows: usize,
+    /// `label:count …`, `(scores)` for regression, `(unlabelled)` for a test split
+    pub labels: String,
+    pub file: PathBuf,
+}
+
+/// `repro data`: every split of `tasks` found under `glue` (dev-mismatched for MNLI only), with
+/// its row count and label distribution.
+pub fn listing(glue: &Glue, tasks: &[Task]) -> Result<Vec<SplitListing>> {
+    let mut out = Vec::new();
+    for &t in tasks {
+        for split in [Split::Train, Split::Dev, Split::DevMismatched, Split::Test] {
+            if split == Split::DevMismatched && t != Task::Mnli {
+                continue;
+            }
+            let Ok(file) = glue.locate(t, split) else {
+                continue;
+            };
+            let ex = glue.load(t, split)?;
+            let labels = if t.is_regression() {
+                String::from("(scores)")
+            } else {
+                let c = label_counts(t, &ex);
+                if c.iter().sum::<usize>() == 0 {
+                    "(unlabelled)".into()
+                } else {
+                    t.labels()
+                        .iter()
+                        .zip(c)
+                        .map(|(l, n)| format!("{l}:{n}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                }
+            };
+            out.push(SplitListing {
+                task: t,
+                split,
+                rows: ex.len(),
+                labels,
+                file: file.paths()[0].to_path_buf(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Count examples per label index (for README checks and `repro data`).
 pub fn label_counts(task: Task, examples: &[Example]) -> Vec<usize> {
     let mut c = vec![0; task.labels().len()];
     for e in examples {

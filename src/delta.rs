@@ -5,7 +5,7 @@
 //! Applied to the base model it gives back the trained model exactly.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use burn::module::{Module, ModuleMapper, Param};
@@ -55,6 +55,39 @@ impl DeltaMeta {
     }
 }
 
+/// `repro export`: copy the delta a finished run kept (`save_trained = true`) to `out`; `run` is
+/// a run folder or a run id in one of the stores given (default: every store under `results/`).
+/// Returns the run's folder and the delta.
+pub fn export(run: &str, stores: &[PathBuf], out: &Path) -> Result<(PathBuf, Delta)> {
+    let dir = crate::store::find_run(run, stores)?;
+    let file = dir.join(DELTA_FILE);
+    if !file.is_file() {
+        bail!(
+            "{}: the run kept no trained tensors; rerun it with `save_trained = true` (a grid setting) \
+             or `repro train --save-trained --out FILE`",
+            dir.display()
+        );
+    }
+    let delta = Delta::load(&file)?;
+    delta.save(out)?;
+    Ok((dir, delta))
+}
+
+/// The delta files (`*.safetensors`) in a folder, sorted; an error when there are none.
+pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("{}: no *.safetensors delta files", dir.display());
+    }
+    Ok(files)
+}
+
 /// A delta: metadata and the trained tensors (HF names and layout).
 #[derive(Clone, Debug)]
 pub struct Delta {
@@ -69,6 +102,17 @@ impl Delta {
             meta,
             tensors: model.hf_task_tensors(|_, trained| trained),
         }
+    }
+
+    /// The delta of a run trained outside a store (`repro train --save-trained`): its metadata
+    /// names the base model by the digest of the folder `cfg.model` resolves to.
+    pub fn of_trained(cfg: &TrainConfig, tensors: Vec<NamedTensor>) -> Result<Delta> {
+        let base = crate::hub::resolve_model(&cfg.model.to_string_lossy())?;
+        let digest = crate::store::Digests::default().model(&base)?;
+        Ok(Delta {
+            meta: DeltaMeta::of_run(cfg, &digest, ""),
+            tensors,
+        })
     }
 
     /// Scalars the delta holds.

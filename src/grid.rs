@@ -114,6 +114,15 @@ impl Grid {
         Grid::parse(&src, path)
     }
 
+    /// A grid file with `--set key=value` overrides applied in order.
+    pub fn load(path: &Path, set: &[String]) -> Result<Grid> {
+        let mut g = Grid::from_file(path)?;
+        for s in set {
+            g.apply_set(s)?;
+        }
+        Ok(g)
+    }
+
     /// Parse grid text; `path` names the file in errors and gives the default name.
     pub fn parse(src: &str, path: &Path) -> Result<Grid> {
         let file = path.display().to_string();

@@ -158,6 +158,21 @@ pub const MODEL_FILES: [&str; 7] = [
     "special_tokens_map.json",
 ];
 
+/// `repro fetch`'s choice of files: a model's [`MODEL_FILES`]; a dataset's parquet files, of
+/// the given configs only (e.g. `["rte", "mrpc"]`) when there are any.
+pub fn wanted(kind: RepoKind, configs: &[String]) -> impl Fn(&str) -> bool + '_ {
+    move |f: &str| match kind {
+        RepoKind::Model => MODEL_FILES.contains(&f),
+        RepoKind::Dataset => {
+            f.ends_with(".parquet")
+                && (configs.is_empty()
+                    || configs
+                        .iter()
+                        .any(|c| f.starts_with(&format!("{}/", c.trim()))))
+        }
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct RepoInfo {
     sha: String,

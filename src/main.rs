@@ -302,16 +302,8 @@ struct RunArgs {
     quiet: bool,
 }
 
-fn load_grid(path: &std::path::Path, set: &[String]) -> Result<bitfit_repro::grid::Grid> {
-    let mut g = bitfit_repro::grid::Grid::from_file(path)?;
-    for s in set {
-        g.apply_set(s)?;
-    }
-    Ok(g)
-}
-
 fn run_grid(a: RunArgs) -> Result<()> {
-    use bitfit_repro::{runner, store::Store};
+    use bitfit_repro::runner;
     // flags first: a bad one must not leave a new store behind
     let jobs = match a.jobs.as_str() {
         "auto" => runner::auto_jobs(),
@@ -325,69 +317,34 @@ fn run_grid(a: RunArgs) -> Result<()> {
         (Some(t), _) => Some(runner::unix_now() + runner::parse_duration(t)?),
         (None, d) => d,
     };
-    let grid = load_grid(&a.grid, &a.set)?;
-    let shard = a.shard.as_deref().map(runner::parse_shard).transpose()?;
-    let runs = runner::plan(&grid)?;
-    let store = Store::open(&grid.store)?;
     if a.dry_run {
-        runner::print_status(&grid, &runs, &store);
-        return Ok(());
+        return runner::status(&a.grid, &a.set);
     }
-    let mut children = Vec::new();
-    if jobs > 1 {
-        let mut args = vec!["run".to_string(), a.grid.display().to_string()];
-        for s in &a.set {
-            args.push(format!("--set={s}"));
-        }
-        if let Some(s) = &a.shard {
-            args.push(format!("--shard={s}"));
-        }
-        if let Some(p) = &a.shard_plan {
-            args.push(format!("--shard-plan={}", p.display()));
-        }
-        if a.retry_failed {
-            args.push("--retry-failed".into());
-        }
-        if let Some(d) = deadline {
-            args.push(format!("--deadline={d}"));
-        }
-        args.push("--quiet".into());
-        children = runner::spawn_workers(jobs - 1, &args)?;
-    }
-    let opts = runner::RunOptions {
+    let out = runner::run_grid(&runner::Request {
+        grid_file: a.grid,
+        set: a.set,
+        jobs,
+        shard: a.shard,
+        shard_plan: a.shard_plan,
         retry_failed: a.retry_failed,
-        shard,
-        quiet: a.quiet,
         deadline,
-        shard_plan: a
-            .shard_plan
-            .as_deref()
-            .map(bitfit_repro::slurm::ShardPlan::load)
-            .transpose()?,
-    };
-    let s = runner::execute(&grid, &runs, &store, &opts)?;
-    runner::wait_workers(children)?;
+        quiet: a.quiet,
+    })?;
+    let s = &out.summary;
     if !a.quiet {
         println!(
             "grid {}: {} trained, {} diverged, {} failed, {} already done, {} taken by other workers — store {}",
-            grid.name,
+            out.grid,
             s.trained,
             s.diverged,
             s.failed,
             s.skipped_done,
             s.skipped_locked,
-            store.root.display()
+            out.store.display()
         );
-        if deadline.is_some() {
-            let mine: Vec<runner::PlannedRun> =
-                runner::mine(&runs, shard, opts.shard_plan.as_ref())
-                    .into_iter()
-                    .map(|(_, r)| r.clone())
-                    .collect();
-            let (left, est) = runner::remaining(&mine, &store, a.retry_failed);
+        if let Some((done, left, est)) = out.left {
             println!(
-                "time limit: {} done, {left} left (estimated {}), {} not started for lack of time",
-                mine.len() - left,
+                "time limit: {done} done, {left} left (estimated {}), {} not started for lack of time",
                 est.map_or("unknown: no comparable finished run yet".into(), |t| {
                     runner::human_seconds(t)
                 }),
@@ -543,12 +500,7 @@ fn train(a: TrainArgs) -> Result<()> {
         bitfit_repro::store::write_atomic(&out, &serde_json::to_vec_pretty(&result)?)?;
         println!("run record written to {}", out.display());
         if let Some(tensors) = trained.tensors {
-            let base = hub::resolve_model(&cfg.model.to_string_lossy())?;
-            let digest = bitfit_repro::store::Digests::default().model(&base)?;
-            let delta = bitfit_repro::delta::Delta {
-                meta: bitfit_repro::delta::DeltaMeta::of_run(&cfg, &digest, ""),
-                tensors,
-            };
+            let delta = bitfit_repro::delta::Delta::of_trained(&cfg, tensors)?;
             let path = out.with_extension("delta.safetensors");
             delta.save(&path)?;
             println!(
@@ -602,146 +554,61 @@ struct SlurmArgs {
 }
 
 fn slurm(a: SlurmArgs) -> Result<()> {
-    use bitfit_repro::slurm::{self as sl, ShardPlan};
-    let time_limit = a.time.as_deref().map(sl::parse_slurm_time).transpose()?;
-    if a.tasks == Some(0) {
-        anyhow::bail!("--tasks 0: give at least one array task");
+    use bitfit_repro::slurm;
+    let job = slurm::prepare(&slurm::Request {
+        grid_file: a.grid,
+        set: a.set,
+        resources: slurm::Resources {
+            partition: a.partition,
+            time: a.time,
+            gpus_per_task: a.gpus_per_task,
+            cpus_per_task: a.cpus_per_task,
+            mem: a.mem,
+            array_parallelism: a.array_parallelism,
+            requeue: a.requeue,
+            sbatch_args: a.sbatch_args,
+        },
+        tasks: a.tasks,
+        retry_failed: a.retry_failed,
+    })?;
+    for w in &job.warnings {
+        eprintln!("warning: {w}");
     }
-    if let Some(p) = &a.partition {
-        sl::check_partition(p)?;
-    }
-    let grid = load_grid(&a.grid, &a.set)?;
-    let runs = bitfit_repro::runner::plan(&grid)?;
-    let store = bitfit_repro::store::Store::open(&grid.store)?;
-    let pending = sl::pending(&runs, &store, a.retry_failed);
-    if pending.is_empty() {
-        anyhow::bail!(
-            "grid {}: {} ({} runs planned); nothing to submit",
-            grid.name,
-            if a.retry_failed {
-                "no failed run to resubmit"
-            } else {
-                "no run left to train"
-            },
-            runs.len()
-        );
-    }
-    let tasks = a.tasks.unwrap_or(pending.len().min(16)).min(pending.len());
-    let store_dir = std::path::absolute(&grid.store)?;
-    if store_dir.starts_with("/tmp") {
-        eprintln!(
-            "warning: store {} is under /tmp, which other nodes do not see; put it on a shared file system with working flock (--set store=DIR)",
-            store_dir.display()
-        );
-    }
-    let stamp = bitfit_repro::runner::unix_now();
-    let dir = store_dir.join("slurm");
-    std::fs::create_dir_all(&dir)?;
-    let plan = ShardPlan::balanced(&pending, tasks, &store);
-    let plan_file = dir.join(format!("{stamp}.plan.json"));
-    plan.save(&plan_file)?;
-    let exe = std::env::current_exe()?;
-    let mut argv = vec![
-        exe.display().to_string(),
-        "run".into(),
-        std::path::absolute(&a.grid)?.display().to_string(),
-    ];
-    argv.extend(a.set.iter().map(|s| format!("--set={s}")));
-    argv.push(format!("--set=store={}", store_dir.display()));
-    argv.push(format!("--shard-plan={}", plan_file.display()));
-    if let Some(t) = time_limit {
-        argv.push(format!("--time-limit={}", t.saturating_sub(300).max(60)));
-    }
-    if a.retry_failed {
-        argv.push("--retry-failed".into());
-    }
-    let res = sl::Resources {
-        partition: a.partition.clone(),
-        time: a.time.clone(),
-        gpus_per_task: a.gpus_per_task,
-        cpus_per_task: a.cpus_per_task,
-        mem: a.mem.clone(),
-        array_parallelism: a.array_parallelism,
-        requeue: a.requeue,
-        sbatch_args: a.sbatch_args.clone(),
-    };
-    let text = sl::script(
-        &grid.name,
-        tasks,
-        &res,
-        &std::env::current_dir()?,
-        &argv,
-        &dir,
-    );
-    let script = dir.join(format!("{stamp}.sbatch"));
-    bitfit_repro::store::write_atomic(&script, text.as_bytes())?;
-    let est: Vec<String> = plan
+    let est: Vec<String> = job
         .estimated_seconds
         .iter()
-        .map(|s| {
-            if *s > 0.0 {
-                bitfit_repro::runner::human_seconds(*s)
+        .map(|&s| {
+            if s > 0.0 {
+                bitfit_repro::runner::human_seconds(s)
             } else {
                 "?".into()
             }
         })
         .collect();
     println!(
-        "grid {}: {} runs in {tasks} array tasks (estimated per task: {}); script {}",
-        grid.name,
-        pending.len(),
+        "grid {}: {} runs in {} array tasks (estimated per task: {}); script {}",
+        job.grid,
+        job.runs,
+        job.tasks,
         est.join(", "),
-        script.display()
+        job.script.display()
     );
     if a.submit {
-        let id = sl::submit(&script)?;
-        bitfit_repro::store::write_atomic(&dir.join(format!("{stamp}.job")), id.as_bytes())?;
-        println!("submitted job {id}; logs in {}/{id}_*.log", dir.display());
+        let id = job.submit()?;
+        println!(
+            "submitted job {id}; logs in {}/{id}_*.log",
+            job.script
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .display()
+        );
     }
     Ok(())
 }
 
 /// `repro export`: a finished run's delta, found by run folder or run id.
 fn export(run: &str, results: &[PathBuf], out: &std::path::Path) -> Result<()> {
-    use bitfit_repro::delta::{DELTA_FILE, Delta};
-    let dir = {
-        let p = PathBuf::from(run);
-        if p.is_dir() {
-            p
-        } else {
-            let roots: Vec<PathBuf> = if results.is_empty() {
-                std::fs::read_dir("results")
-                    .map(|d| d.flatten().map(|e| e.path()).collect())
-                    .unwrap_or_default()
-            } else {
-                results.to_vec()
-            };
-            roots
-                .iter()
-                .map(|r| r.join("runs").join(run))
-                .find(|d| d.is_dir())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "run `{run}` is neither a run folder nor a run id in {}",
-                        roots
-                            .iter()
-                            .map(|r| r.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?
-        }
-    };
-    let file = dir.join(DELTA_FILE);
-    if !file.is_file() {
-        anyhow::bail!(
-            "{}: the run kept no trained tensors; rerun it with `save_trained = true` (a grid setting) \
-             or `repro train --save-trained --out FILE`",
-            dir.display()
-        );
-    }
-    let delta = Delta::load(&file)?;
-    delta.save(out)?;
+    let (dir, delta) = bitfit_repro::delta::export(run, results, out)?;
     println!(
         "{} ({} {}): {} tensors, {} scalars, {} bytes → {}",
         dir.display(),
@@ -853,45 +720,15 @@ fn run(cli: Cli) -> Result<()> {
                 "{:<6} {:<15} {:>7}  {:<40} file",
                 "task", "split", "rows", "labels"
             );
-            for t in tasks {
-                for split in [
-                    data::Split::Train,
-                    data::Split::Dev,
-                    data::Split::DevMismatched,
-                    data::Split::Test,
-                ] {
-                    if split == data::Split::DevMismatched && t != data::Task::Mnli {
-                        continue;
-                    }
-                    let Ok(file) = glue.locate(t, split) else {
-                        continue;
-                    };
-                    let ex = glue.load(t, split)?;
-                    let labels = if t.is_regression() {
-                        String::from("(scores)")
-                    } else {
-                        let c = data::label_counts(t, &ex);
-                        if c.iter().sum::<usize>() == 0 {
-                            "(unlabelled)".into()
-                        } else {
-                            t.labels()
-                                .iter()
-                                .zip(c)
-                                .map(|(l, n)| format!("{l}:{n}"))
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        }
-                    };
-                    let f: PathBuf = file.paths()[0].to_path_buf();
-                    println!(
-                        "{:<6} {:<15} {:>7}  {:<40} {}",
-                        t.name(),
-                        split.to_string(),
-                        ex.len(),
-                        labels,
-                        f.display()
-                    );
-                }
+            for l in data::listing(&glue, &tasks)? {
+                println!(
+                    "{:<6} {:<15} {:>7}  {:<40} {}",
+                    l.task.name(),
+                    l.split.to_string(),
+                    l.rows,
+                    l.labels,
+                    l.file.display()
+                );
             }
         }
         Cmd::Train(a) => train(a)?,
@@ -910,21 +747,17 @@ fn run(cli: Cli) -> Result<()> {
                 None => meta.task,
             };
             let mut p = predictor(&serve, std::slice::from_ref(&delta))?;
-            let glue = data::Glue::new(hub::resolve_data(&serve.data)?);
+            let data = hub::resolve_data(&serve.data)?;
             match split.as_str() {
                 "dev" => {
                     let mut out = serde_json::Map::new();
-                    for &sp in task.dev_splits() {
-                        let mut ex = glue.load(task, sp)?;
-                        if let Some(n) = eval_size {
-                            ex.truncate(n);
-                        }
-                        out.insert(sp.to_string(), serde_json::to_value(p.score(task, &ex)?)?);
+                    for (sp, scores) in p.score_dev(&data, task, eval_size)? {
+                        out.insert(sp.to_string(), serde_json::to_value(scores)?);
                     }
                     println!("{}", serde_json::Value::Object(out));
                 }
                 "test" => {
-                    let ex = glue.load(task, data::Split::Test)?;
+                    let ex = data::Glue::new(data).load(task, data::Split::Test)?;
                     for (i, pr) in p.predict(task, &ex)?.iter().enumerate() {
                         println!(
                             "{}",
@@ -970,16 +803,7 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Cmd::Submit { deltas, out, serve } => {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&deltas)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", deltas.display()))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-                .collect();
-            files.sort();
-            if files.is_empty() {
-                anyhow::bail!("{}: no *.safetensors delta files", deltas.display());
-            }
+            let files = bitfit_repro::delta::files_in(&deltas)?;
             let mut p = predictor(&serve, &files)?;
             let sub =
                 bitfit_repro::predict::submit(&mut p, &hub::resolve_data(&serve.data)?, &out)?;
@@ -997,20 +821,7 @@ fn run(cli: Cli) -> Result<()> {
             epoch_rule,
             exclude_degenerate,
         } => {
-            let stores: Vec<PathBuf> = if results.is_empty() {
-                let mut v: Vec<PathBuf> = std::fs::read_dir("results")
-                    .map_err(|e| {
-                        anyhow::anyhow!("results/: {e}; run a grid first or pass --results DIR")
-                    })?
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.join("runs").is_dir())
-                    .collect();
-                v.sort();
-                v
-            } else {
-                results
-            };
+            let stores = bitfit_repro::store::stores_or_default(&results)?;
             let refs: Vec<&std::path::Path> = stores.iter().map(|p| p.as_path()).collect();
             let rules = bitfit_repro::report::Rules {
                 epoch: epoch_rule,
@@ -1035,34 +846,21 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 hub::RepoKind::Model
             };
-            let configs: Option<Vec<String>> =
-                configs.map(|c| c.split(',').map(|x| format!("{}/", x.trim())).collect());
-            let want = |f: &str| match kind {
-                hub::RepoKind::Model => hub::MODEL_FILES.contains(&f),
-                hub::RepoKind::Dataset => {
-                    f.ends_with(".parquet")
-                        && configs
-                            .as_ref()
-                            .is_none_or(|c| c.iter().any(|p| f.starts_with(p.as_str())))
-                }
-            };
+            let configs: Vec<String> = configs
+                .map(|c| c.split(',').map(str::to_string).collect())
+                .unwrap_or_default();
             let dir = hub::fetch(
                 &hub::hub_cache_dir(),
                 &hub::hub_endpoint(),
                 kind,
                 &id,
                 &revision,
-                &want,
+                &hub::wanted(kind, &configs),
             )?;
             println!("{id}@{revision} is in the cache at {}", dir.display());
         }
         Cmd::Run(a) => run_grid(a)?,
-        Cmd::Status { grid, set } => {
-            let grid = load_grid(&grid, &set)?;
-            let runs = bitfit_repro::runner::plan(&grid)?;
-            let store = bitfit_repro::store::Store::open(&grid.store)?;
-            bitfit_repro::runner::print_status(&grid, &runs, &store);
-        }
+        Cmd::Status { grid, set } => bitfit_repro::runner::status(&grid, &set)?,
         Cmd::Tokenize {
             model,
             text,

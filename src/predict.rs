@@ -260,6 +260,26 @@ impl Predictor {
         Ok(s)
     }
 
+    /// `repro eval`: score every dev split of `task` in the GLUE folder `data` (its first
+    /// `eval_size` examples when given, as a run's `eval_size`).
+    pub fn score_dev(
+        &mut self,
+        data: &Path,
+        task: Task,
+        eval_size: Option<usize>,
+    ) -> Result<Vec<(Split, Scores)>> {
+        let glue = Glue::new(data);
+        let mut out = Vec::new();
+        for &sp in task.dev_splits() {
+            let mut ex = glue.load(task, sp)?;
+            if let Some(n) = eval_size {
+                ex.truncate(n);
+            }
+            out.push((sp, self.score(task, &ex)?));
+        }
+        Ok(out)
+    }
+
     /// Predictions for examples of `task`, in their order (batches of similar length).
     pub fn predict(&mut self, task: Task, ex: &[Example]) -> Result<Vec<Prediction>> {
         const BATCH: usize = 64;

@@ -686,8 +686,103 @@ pub fn auto_jobs() -> usize {
     cores.min(mem.unwrap_or(cores)).max(1)
 }
 
-/// Start `n` extra worker processes of this binary with `args` (built by main.rs, which knows the
-/// binary's flags: the same grid, quiet), sharing the store and its locks.
+/// What `repro run GRID` is asked for (its flags, parsed).
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub grid_file: std::path::PathBuf,
+    /// `--set key=value` overrides, in order
+    pub set: Vec<String>,
+    /// worker processes on this machine (this one and `jobs - 1` children)
+    pub jobs: usize,
+    /// `i/n`, as given
+    pub shard: Option<String>,
+    pub shard_plan: Option<std::path::PathBuf>,
+    pub retry_failed: bool,
+    /// start no run that cannot finish before this moment (seconds since the Unix epoch)
+    pub deadline: Option<u64>,
+    /// no progress output (child workers)
+    pub quiet: bool,
+}
+
+/// What one `repro run` did.
+pub struct Outcome {
+    pub grid: String,
+    pub store: std::path::PathBuf,
+    /// this process's runs (its children report through the store)
+    pub summary: Summary,
+    /// with a deadline: this worker's runs (its shard) done, left, and the estimated time the
+    /// left ones need (None: nothing comparable finished yet)
+    pub left: Option<(usize, usize, Option<f64>)>,
+}
+
+/// `repro run`: plan the grid, start `jobs - 1` worker processes of this binary on it (quiet,
+/// the same flags), train this worker's share, wait for the workers. A bad flag or grid fails
+/// before the store is created.
+pub fn run_grid(req: &Request) -> Result<Outcome> {
+    let grid = Grid::load(&req.grid_file, &req.set)?;
+    let shard = req.shard.as_deref().map(parse_shard).transpose()?;
+    let shard_plan = req
+        .shard_plan
+        .as_deref()
+        .map(crate::slurm::ShardPlan::load)
+        .transpose()?;
+    let runs = plan(&grid)?;
+    let store = Store::open(&grid.store)?;
+    let mut children = Vec::new();
+    if req.jobs > 1 {
+        let mut args = vec!["run".to_string(), req.grid_file.display().to_string()];
+        args.extend(req.set.iter().map(|s| format!("--set={s}")));
+        if let Some(s) = &req.shard {
+            args.push(format!("--shard={s}"));
+        }
+        if let Some(p) = &req.shard_plan {
+            args.push(format!("--shard-plan={}", p.display()));
+        }
+        if req.retry_failed {
+            args.push("--retry-failed".into());
+        }
+        if let Some(d) = req.deadline {
+            args.push(format!("--deadline={d}"));
+        }
+        args.push("--quiet".into());
+        children = spawn_workers(req.jobs - 1, &args)?;
+    }
+    let opts = RunOptions {
+        retry_failed: req.retry_failed,
+        shard,
+        quiet: req.quiet,
+        deadline: req.deadline,
+        shard_plan,
+    };
+    let summary = execute(&grid, &runs, &store, &opts)?;
+    wait_workers(children)?;
+    let left = req.deadline.map(|_| {
+        let mine: Vec<PlannedRun> = mine(&runs, shard, opts.shard_plan.as_ref())
+            .into_iter()
+            .map(|(_, r)| r.clone())
+            .collect();
+        let (left, est) = remaining(&mine, &store, req.retry_failed);
+        (mine.len() - left, left, est)
+    });
+    Ok(Outcome {
+        grid: grid.name.clone(),
+        store: store.root.clone(),
+        summary,
+        left,
+    })
+}
+
+/// `repro status` and `repro run --dry-run`: the grid's runs and their state.
+pub fn status(grid_file: &std::path::Path, set: &[String]) -> Result<()> {
+    let grid = Grid::load(grid_file, set)?;
+    let runs = plan(&grid)?;
+    let store = Store::open(&grid.store)?;
+    print_status(&grid, &runs, &store);
+    Ok(())
+}
+
+/// Start `n` extra worker processes of this binary with `args` (`repro run`'s flags: the same
+/// grid, quiet), sharing the store and its locks.
 pub fn spawn_workers(n: usize, args: &[String]) -> Result<Vec<std::process::Child>> {
     let exe = std::env::current_exe().context("locating the repro binary")?;
     let mut children = Vec::new();

@@ -226,6 +226,125 @@ pub fn check_partition(p: &str) -> Result<()> {
     Ok(())
 }
 
+/// What `repro slurm` is asked for: the grid (a file and its `--set` overrides), the cluster's
+/// resources, how many array tasks, and whether only failed runs are resubmitted.
+pub struct Request {
+    pub grid_file: PathBuf,
+    pub set: Vec<String>,
+    pub resources: Resources,
+    /// array tasks (default: the pending runs, at most 16)
+    pub tasks: Option<usize>,
+    pub retry_failed: bool,
+}
+
+/// A job array written to the store's `slurm/` folder, ready for sbatch.
+pub struct Job {
+    pub grid: String,
+    /// pending runs the array trains
+    pub runs: usize,
+    pub tasks: usize,
+    /// each task's estimated seconds (0 where the store has nothing to estimate from)
+    pub estimated_seconds: Vec<f64>,
+    /// the sbatch script; the shard plan and, once submitted, the job id sit beside it
+    pub script: PathBuf,
+    /// what the user should know before submitting (a store other nodes cannot see)
+    pub warnings: Vec<String>,
+}
+
+/// Plan a grid's pending runs onto `tasks` array tasks (balanced by the store's estimates) and
+/// write the shard plan and the sbatch script under `<store>/slurm/`. Every task runs this same
+/// binary on the grid (`repro run … --shard-plan PLAN --shard i/n`), stopping 5 minutes before
+/// the time limit.
+pub fn prepare(req: &Request) -> Result<Job> {
+    let time_limit = req
+        .resources
+        .time
+        .as_deref()
+        .map(parse_slurm_time)
+        .transpose()?;
+    if req.tasks == Some(0) {
+        bail!("--tasks 0: give at least one array task");
+    }
+    if let Some(p) = &req.resources.partition {
+        check_partition(p)?;
+    }
+    let grid = crate::grid::Grid::load(&req.grid_file, &req.set)?;
+    let runs = crate::runner::plan(&grid)?;
+    let store = Store::open(&grid.store)?;
+    let pending = pending(&runs, &store, req.retry_failed);
+    if pending.is_empty() {
+        bail!(
+            "grid {}: {} ({} runs planned); nothing to submit",
+            grid.name,
+            if req.retry_failed {
+                "no failed run to resubmit"
+            } else {
+                "no run left to train"
+            },
+            runs.len()
+        );
+    }
+    let tasks = req
+        .tasks
+        .unwrap_or(pending.len().min(16))
+        .min(pending.len());
+    let store_dir = std::path::absolute(&grid.store)?;
+    let mut warnings = Vec::new();
+    if store_dir.starts_with("/tmp") {
+        warnings.push(format!(
+            "store {} is under /tmp, which other nodes do not see; put it on a shared file system with working flock (--set store=DIR)",
+            store_dir.display()
+        ));
+    }
+    let stamp = crate::runner::unix_now();
+    let dir = store_dir.join("slurm");
+    std::fs::create_dir_all(&dir)?;
+    let plan = ShardPlan::balanced(&pending, tasks, &store);
+    let plan_file = dir.join(format!("{stamp}.plan.json"));
+    plan.save(&plan_file)?;
+    let mut argv = vec![
+        std::env::current_exe()?.display().to_string(),
+        "run".into(),
+        std::path::absolute(&req.grid_file)?.display().to_string(),
+    ];
+    argv.extend(req.set.iter().map(|s| format!("--set={s}")));
+    argv.push(format!("--set=store={}", store_dir.display()));
+    argv.push(format!("--shard-plan={}", plan_file.display()));
+    if let Some(t) = time_limit {
+        argv.push(format!("--time-limit={}", t.saturating_sub(300).max(60)));
+    }
+    if req.retry_failed {
+        argv.push("--retry-failed".into());
+    }
+    let text = script(
+        &grid.name,
+        tasks,
+        &req.resources,
+        &std::env::current_dir()?,
+        &argv,
+        &dir,
+    );
+    let script = dir.join(format!("{stamp}.sbatch"));
+    crate::store::write_atomic(&script, text.as_bytes())?;
+    Ok(Job {
+        grid: grid.name.clone(),
+        runs: pending.len(),
+        tasks,
+        estimated_seconds: plan.estimated_seconds.clone(),
+        script,
+        warnings,
+    })
+}
+
+impl Job {
+    /// Submit with sbatch; the job id is returned and written beside the script (`<stamp>.job`).
+    pub fn submit(&self) -> Result<String> {
+        let id = submit(&self.script)?;
+        crate::store::write_atomic(&self.script.with_extension("job"), id.as_bytes())?;
+        Ok(id)
+    }
+}
+
 /// Submit a script with sbatch; returns the job id.
 pub fn submit(script: &Path) -> Result<String> {
     let out = std::process::Command::new("sbatch")

@@ -47,6 +47,46 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The result stores a command reads: the ones given, else every folder under `results/` that
+/// holds a `runs/` folder (sorted).
+pub fn stores_or_default(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    let mut v: Vec<PathBuf> = std::fs::read_dir("results")
+        .map_err(|e| anyhow!("results/: {e}; run a grid first or pass --results DIR"))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("runs").is_dir())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// A run's folder from a folder path, or from a run id looked up in the stores given (default:
+/// `stores_or_default`'s).
+pub fn find_run(run: &str, given: &[PathBuf]) -> Result<PathBuf> {
+    let p = PathBuf::from(run);
+    if p.is_dir() {
+        return Ok(p);
+    }
+    let stores = stores_or_default(given)?;
+    stores
+        .iter()
+        .map(|r| r.join("runs").join(run))
+        .find(|d| d.is_dir())
+        .ok_or_else(|| {
+            anyhow!(
+                "run `{run}` is neither a run folder nor a run id in {}",
+                stores
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
 fn sha256_files(paths: &[&Path]) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

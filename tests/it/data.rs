@@ -56,6 +56,37 @@ fn every_glue_tsv_has_the_readme_counts() {
     }
 }
 
+/// `repro data`'s listing: every split found, with the README's rows and label counts, test
+/// splits unlabelled, regression as scores; `repro fetch`'s file choice per repo kind.
+#[test]
+fn data_listing_and_fetch_file_choice() {
+    let l = bitfit_repro::data::listing(&glue(), &[Task::Rte, Task::StsB, Task::Qnli]).unwrap();
+    let row = |t: Task, sp: Split| {
+        l.iter()
+            .find(|x| x.task == t && x.split == sp)
+            .unwrap_or_else(|| panic!("{t} {sp} not listed"))
+    };
+    assert_eq!(l.len(), 3 + 3 + 2, "QNLI has no train split here");
+    assert_eq!(row(Task::Rte, Split::Train).rows, 2490);
+    assert_eq!(
+        row(Task::Rte, Split::Dev).labels,
+        "entailment:146 not_entailment:131"
+    );
+    assert_eq!(row(Task::Rte, Split::Test).labels, "(unlabelled)");
+    assert_eq!(row(Task::StsB, Split::Dev).labels, "(scores)");
+    assert!(row(Task::Qnli, Split::Dev).file.is_file());
+
+    use bitfit_repro::hub::wanted;
+    let model = wanted(RepoKind::Model, &[]);
+    assert!(model("config.json") && model("model.safetensors") && !model("tf_model.h5"));
+    let all = wanted(RepoKind::Dataset, &[]);
+    assert!(all("rte/train-00000-of-00001.parquet") && !all("README.md"));
+    let some = ["rte".to_string(), " mrpc".to_string()];
+    let some = wanted(RepoKind::Dataset, &some);
+    assert!(some("rte/train-00000-of-00001.parquet") && some("mrpc/test-0.parquet"));
+    assert!(!some("rte_extra/x.parquet") && !some("cola/train-0.parquet"));
+}
+
 #[test]
 fn stsb_scores_and_quirky_rows_parse() {
     let g = glue();
@@ -254,14 +285,13 @@ fn fetch_writes_the_hub_cache_layout() {
         served
     });
     let cache = tempfile::tempdir().unwrap();
-    let want = |f: &str| bitfit_repro::hub::MODEL_FILES.contains(&f);
     let snap = bitfit_repro::hub::fetch(
         cache.path(),
         &endpoint,
         RepoKind::Model,
         "org/tiny",
         "main",
-        &want,
+        &bitfit_repro::hub::wanted(RepoKind::Model, &[]),
     )
     .unwrap();
     let served = server.join().unwrap();

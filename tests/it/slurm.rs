@@ -180,6 +180,39 @@ fn slurm_writes_the_job_and_names_bad_input() {
         !out.status.success() && e.contains("sbatch") && e.contains("login node"),
         "{e}"
     );
+    // a submission: the job id printed and kept beside the script
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let sbatch = bin.join("sbatch");
+    std::fs::write(&sbatch, "#!/bin/sh\necho \"Submitted batch job 4242\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = repro()
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .args(["slurm", "experiments/smoke.toml", "--submit", &set_store])
+        .output()
+        .unwrap();
+    let o = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{o}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs = format!(
+        "submitted job 4242; logs in {}/4242_*.log",
+        slurm_dir.display()
+    );
+    assert!(o.contains(&logs), "{o}");
+    let jobs: Vec<_> = std::fs::read_dir(&slurm_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "job"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(jobs, ["4242"]);
     let out = repro()
         .args([
             "slurm",

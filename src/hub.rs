@@ -159,16 +159,17 @@ pub const MODEL_FILES: [&str; 7] = [
 ];
 
 /// `repro fetch`'s choice of files: a model's [`MODEL_FILES`]; a dataset's parquet files, of
-/// the given configs only (e.g. `["rte", "mrpc"]`) when there are any.
-pub fn wanted(kind: RepoKind, configs: &[String]) -> impl Fn(&str) -> bool + '_ {
+/// the comma-separated configs only (`--configs rte,mrpc`) when given.
+pub fn wanted(kind: RepoKind, configs: Option<&str>) -> impl Fn(&str) -> bool {
+    let folders: Option<Vec<String>> =
+        configs.map(|c| c.split(',').map(|x| format!("{}/", x.trim())).collect());
     move |f: &str| match kind {
         RepoKind::Model => MODEL_FILES.contains(&f),
         RepoKind::Dataset => {
             f.ends_with(".parquet")
-                && (configs.is_empty()
-                    || configs
-                        .iter()
-                        .any(|c| f.starts_with(&format!("{}/", c.trim()))))
+                && folders
+                    .as_ref()
+                    .is_none_or(|c| c.iter().any(|p| f.starts_with(p.as_str())))
         }
     }
 }

@@ -85,7 +85,7 @@ enum Cmd {
     /// Aggregate stored runs (polars) into paper_tables/: aggregate.parquet/.csv, Tables 1-3
     /// beside the paper's numbers (Markdown, LaTeX, CSV) and the figures (PNG, SVG). No retraining.
     Report {
-        /// result stores (default: every folder under results/)
+        /// result stores (default: every folder under results/ that holds a runs/ folder)
         #[arg(long = "results")]
         results: Vec<PathBuf>,
         #[arg(long, default_value = "paper_tables")]
@@ -104,7 +104,7 @@ enum Cmd {
     Export {
         /// a run folder (results/GRID/runs/ID) or a run id
         run: String,
-        /// stores to search for a run id (default: every folder under results/)
+        /// stores to search for a run id (default: every folder under results/ that holds runs/)
         #[arg(long = "results")]
         results: Vec<PathBuf>,
         #[arg(long)]
@@ -342,12 +342,15 @@ fn run_grid(a: RunArgs) -> Result<()> {
             s.skipped_locked,
             out.store.display()
         );
-        if let Some((done, left, est)) = out.left {
+        if let Some(t) = out.time_limit {
             println!(
-                "time limit: {done} done, {left} left (estimated {}), {} not started for lack of time",
-                est.map_or("unknown: no comparable finished run yet".into(), |t| {
-                    runner::human_seconds(t)
-                }),
+                "time limit: {} done, {} left (estimated {}), {} not started for lack of time",
+                t.done,
+                t.left,
+                t.estimated_seconds
+                    .map_or("unknown: no comparable finished run yet".into(), |t| {
+                        runner::human_seconds(t)
+                    }),
                 s.skipped_time
             );
         }
@@ -595,13 +598,7 @@ fn slurm(a: SlurmArgs) -> Result<()> {
     );
     if a.submit {
         let id = job.submit()?;
-        println!(
-            "submitted job {id}; logs in {}/{id}_*.log",
-            job.script
-                .parent()
-                .unwrap_or(std::path::Path::new("."))
-                .display()
-        );
+        println!("submitted job {id}; logs in {}", job.logs(&id));
     }
     Ok(())
 }
@@ -747,17 +744,17 @@ fn run(cli: Cli) -> Result<()> {
                 None => meta.task,
             };
             let mut p = predictor(&serve, std::slice::from_ref(&delta))?;
-            let data = hub::resolve_data(&serve.data)?;
+            let data_dir = hub::resolve_data(&serve.data)?;
             match split.as_str() {
                 "dev" => {
                     let mut out = serde_json::Map::new();
-                    for (sp, scores) in p.score_dev(&data, task, eval_size)? {
+                    for (sp, scores) in p.score_dev(&data_dir, task, eval_size)? {
                         out.insert(sp.to_string(), serde_json::to_value(scores)?);
                     }
                     println!("{}", serde_json::Value::Object(out));
                 }
                 "test" => {
-                    let ex = data::Glue::new(data).load(task, data::Split::Test)?;
+                    let ex = data::Glue::new(data_dir).load(task, data::Split::Test)?;
                     for (i, pr) in p.predict(task, &ex)?.iter().enumerate() {
                         println!(
                             "{}",
@@ -846,16 +843,13 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 hub::RepoKind::Model
             };
-            let configs: Vec<String> = configs
-                .map(|c| c.split(',').map(str::to_string).collect())
-                .unwrap_or_default();
             let dir = hub::fetch(
                 &hub::hub_cache_dir(),
                 &hub::hub_endpoint(),
                 kind,
                 &id,
                 &revision,
-                &hub::wanted(kind, &configs),
+                &hub::wanted(kind, configs.as_deref()),
             )?;
             println!("{id}@{revision} is in the cache at {}", dir.display());
         }

@@ -710,9 +710,16 @@ pub struct Outcome {
     pub store: std::path::PathBuf,
     /// this process's runs (its children report through the store)
     pub summary: Summary,
-    /// with a deadline: this worker's runs (its shard) done, left, and the estimated time the
-    /// left ones need (None: nothing comparable finished yet)
-    pub left: Option<(usize, usize, Option<f64>)>,
+    /// with a deadline (and not quiet): where this worker's runs stand
+    pub time_limit: Option<TimeLeft>,
+}
+
+/// This worker's runs (its shard) after a time-limited `repro run`.
+pub struct TimeLeft {
+    pub done: usize,
+    pub left: usize,
+    /// what the left ones need (None: nothing comparable has finished yet)
+    pub estimated_seconds: Option<f64>,
 }
 
 /// `repro run`: plan the grid, start `jobs - 1` worker processes of this binary on it (quiet,
@@ -756,19 +763,23 @@ pub fn run_grid(req: &Request) -> Result<Outcome> {
     };
     let summary = execute(&grid, &runs, &store, &opts)?;
     wait_workers(children)?;
-    let left = req.deadline.map(|_| {
+    let time_limit = (req.deadline.is_some() && !req.quiet).then(|| {
         let mine: Vec<PlannedRun> = mine(&runs, shard, opts.shard_plan.as_ref())
             .into_iter()
             .map(|(_, r)| r.clone())
             .collect();
-        let (left, est) = remaining(&mine, &store, req.retry_failed);
-        (mine.len() - left, left, est)
+        let (left, estimated_seconds) = remaining(&mine, &store, req.retry_failed);
+        TimeLeft {
+            done: mine.len() - left,
+            left,
+            estimated_seconds,
+        }
     });
     Ok(Outcome {
         grid: grid.name.clone(),
         store: store.root.clone(),
         summary,
-        left,
+        time_limit,
     })
 }
 

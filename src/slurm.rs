@@ -339,14 +339,20 @@ pub fn prepare(req: &Request) -> Result<Job> {
 impl Job {
     /// Submit with sbatch; the job id is returned and written beside the script (`<stamp>.job`).
     pub fn submit(&self) -> Result<String> {
-        let id = submit(&self.script)?;
+        let id = sbatch(&self.script)?;
         crate::store::write_atomic(&self.script.with_extension("job"), id.as_bytes())?;
         Ok(id)
+    }
+
+    /// Where the array tasks' logs go once submitted: `<store>/slurm/<job id>_<task>.log`.
+    pub fn logs(&self, job_id: &str) -> String {
+        let dir = self.script.parent().unwrap_or(Path::new("."));
+        format!("{}/{job_id}_*.log", dir.display())
     }
 }
 
 /// Submit a script with sbatch; returns the job id.
-pub fn submit(script: &Path) -> Result<String> {
+fn sbatch(script: &Path) -> Result<String> {
     let out = std::process::Command::new("sbatch")
         .arg(script)
         .output()

@@ -77,12 +77,11 @@ fn data_listing_and_fetch_file_choice() {
     assert!(row(Task::Qnli, Split::Dev).file.is_file());
 
     use bitfit_repro::hub::wanted;
-    let model = wanted(RepoKind::Model, &[]);
+    let model = wanted(RepoKind::Model, None);
     assert!(model("config.json") && model("model.safetensors") && !model("tf_model.h5"));
-    let all = wanted(RepoKind::Dataset, &[]);
+    let all = wanted(RepoKind::Dataset, None);
     assert!(all("rte/train-00000-of-00001.parquet") && !all("README.md"));
-    let some = ["rte".to_string(), " mrpc".to_string()];
-    let some = wanted(RepoKind::Dataset, &some);
+    let some = wanted(RepoKind::Dataset, Some("rte, mrpc"));
     assert!(some("rte/train-00000-of-00001.parquet") && some("mrpc/test-0.parquet"));
     assert!(!some("rte_extra/x.parquet") && !some("cola/train-0.parquet"));
 }
@@ -291,7 +290,7 @@ fn fetch_writes_the_hub_cache_layout() {
         RepoKind::Model,
         "org/tiny",
         "main",
-        &bitfit_repro::hub::wanted(RepoKind::Model, &[]),
+        &bitfit_repro::hub::wanted(RepoKind::Model, None),
     )
     .unwrap();
     let served = server.join().unwrap();

@@ -280,6 +280,25 @@ fn bad_deltas_are_named() {
         e.contains("kept no trained tensors") && e.contains("save_trained"),
         "{e}"
     );
+    // a run id where there is no store to look in, and one no store holds
+    let e = err(repro()
+        .current_dir(tmp.path())
+        .args(["export", "0b57adc7150c9e45", "--out", "x.safetensors"])
+        .output()
+        .unwrap());
+    assert!(
+        e.contains("results/") && e.contains("pass --results DIR"),
+        "{e}"
+    );
+    let e = err(repro()
+        .args(["export", "0000000000000000", "--out"])
+        .arg(tmp.path().join("x.safetensors"))
+        .output()
+        .unwrap());
+    assert!(
+        e.contains("neither a run folder nor a run id in results/"),
+        "{e}"
+    );
 }
 
 /// A LoRA run's delta carries its extra modules: `repro eval` rebuilds them and reproduces the

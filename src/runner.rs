@@ -184,6 +184,24 @@ pub fn print_status(
     }
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!("{}", summary.join(", "));
+    let left = left_estimates(runs, store, false);
+    if !left.is_empty() {
+        let known: Vec<f64> = left.iter().flatten().copied().collect();
+        let unknown = left.len() - known.len();
+        let time = match (known.len(), unknown) {
+            (0, _) => "time unknown until a comparable run has finished".to_string(),
+            (k, u) => format!(
+                "≈{} of training on one worker{} (estimated from the store's finished runs)",
+                human_seconds(known.iter().sum()),
+                if u > 0 {
+                    format!(" for {k} of them; {u} have no comparable finished run yet")
+                } else {
+                    String::new()
+                }
+            ),
+        };
+        println!("left: {} runs, {time}", left.len());
+    }
     if let Some((file, plan)) = crate::slurm::ShardPlan::latest(store) {
         println!("by shard ({}):", file.display());
         for shard in 0..plan.shards {
@@ -296,11 +314,41 @@ fn train_rows(cache: &mut BTreeMap<String, usize>, cfg: &crate::finetune::TrainC
 
 /// Estimates a run's wall time from the store's own finished runs, from the closest match:
 /// the same cell shape (task, method, backend, sizes, protocol) per epoch; else the same task,
-/// backend and method class (full_ft or not) per training example and epoch; else any run on
-/// the backend with that method class. None when the store has nothing comparable yet.
+/// backend and method class (whether a step takes every weight's gradient:
+/// [`crate::finetune::Method::takes_weight_gradients`]) per epoch as a line in the training-set size
+/// (an epoch's fixed part — scoring the dev set — plus a part per training example, fitted over
+/// the sizes finished; per training example alone while only one size has); else any run on
+/// the backend with that method class, per training example and epoch. None when the store has
+/// nothing comparable yet.
 pub struct Estimator {
     done: Vec<crate::finetune::train::RunResult>,
     train_rows: BTreeMap<String, usize>,
+}
+
+/// Least squares of `y = fixed + slope · x` over `points` (x: training examples, y: seconds per
+/// epoch): None unless the points span at least two sizes and give a positive slope; a negative
+/// intercept (noise) is clamped to 0, the slope refitted through the origin.
+pub fn fit_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x / n, b + y / n));
+    let sxx: f64 = points.iter().map(|&(x, _)| (x - mx) * (x - mx)).sum();
+    let sxy: f64 = points.iter().map(|&(x, y)| (x - mx) * (y - my)).sum();
+    if points.is_empty() || sxx <= 1e-9 * mx * mx.max(1.0) {
+        return None;
+    }
+    let slope = sxy / sxx;
+    if slope <= 0.0 {
+        return None;
+    }
+    let fixed = my - slope * mx;
+    if fixed >= 0.0 {
+        return Some((fixed, slope));
+    }
+    let through_origin = points.iter().map(|&(x, y)| x * y).sum::<f64>()
+        / points.iter().map(|&(x, _)| x * x).sum::<f64>();
+    Some((0.0, through_origin))
 }
 
 /// A finished run's cost: seconds per epoch and per (training example × epoch).
@@ -334,7 +382,7 @@ impl Estimator {
     }
 
     pub fn seconds(&mut self, cfg: &crate::finetune::TrainConfig) -> Option<f64> {
-        let full = |m: &crate::finetune::Method| *m == crate::finetune::Method::FullFt;
+        let full = |m: &crate::finetune::Method| m.takes_weight_gradients();
         let same_shape = |r: &crate::finetune::TrainConfig| {
             r.task == cfg.task
                 && r.method == cfg.method
@@ -362,14 +410,22 @@ impl Estimator {
         let class = |r: &crate::finetune::TrainConfig| {
             r.backend == cfg.backend && full(&r.method) == full(&cfg.method)
         };
-        let task_rate = mean(
-            self.done
+        let same_task: Vec<(f64, f64)> = self
+            .done
+            .iter()
+            .filter(|r| class(&r.config) && r.config.task == cfg.task)
+            .map(|r| (r.train_examples as f64, per_epoch(r).0))
+            .collect();
+        if let Some((fixed, per_example)) = fit_line(&same_task) {
+            return Some((fixed + per_example * n) * epochs);
+        }
+        let rate = mean(
+            same_task
                 .iter()
-                .filter(|r| class(&r.config) && r.config.task == cfg.task)
-                .map(|r| per_epoch(r).1)
+                .map(|&(examples, s)| s / examples.max(1.0))
                 .collect(),
-        );
-        let rate = task_rate.or_else(|| {
+        )
+        .or_else(|| {
             mean(
                 self.done
                     .iter()
@@ -390,16 +446,17 @@ impl Estimator {
 /// The runs of a grid the store has not finished, and their estimated total time (None when
 /// some run has no estimate yet).
 pub fn remaining(runs: &[PlannedRun], store: &Store, retry_failed: bool) -> (usize, Option<f64>) {
+    let left = left_estimates(runs, store, retry_failed);
+    (left.len(), left.iter().copied().sum::<Option<f64>>())
+}
+
+/// Each run the store has not finished: its estimated seconds (None: nothing comparable yet).
+fn left_estimates(runs: &[PlannedRun], store: &Store, retry_failed: bool) -> Vec<Option<f64>> {
     let mut est = Estimator::new(store);
-    let left: Vec<&PlannedRun> = runs
-        .iter()
+    runs.iter()
         .filter(|r| !finished(&store.state(&r.id), retry_failed))
-        .collect();
-    let total = left
-        .iter()
         .map(|r| est.seconds(&r.cell.config))
-        .sum::<Option<f64>>();
-    (left.len(), total)
+        .collect()
 }
 
 /// `1h 05m`, `12m 30s`, `40s`.

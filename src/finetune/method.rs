@@ -372,6 +372,14 @@ impl Method {
     pub fn is_masked(&self) -> bool {
         matches!(self, Method::RandUniform { .. } | Method::RandRowCol)
     }
+
+    /// Whether a training step takes the gradient of every encoder weight matrix: Full-FT, the
+    /// masked random subsets and Diff-Pruning's gated diffs cost about a Full-FT step; the other
+    /// methods skip the frozen weights' gradients (≈0.65× a Full-FT step on MiniLM,
+    /// BENCHMARKS.md). The run-time estimate compares runs within one of these two classes.
+    pub fn takes_weight_gradients(&self) -> bool {
+        self.is_masked() || matches!(self, Method::FullFt | Method::DiffPruning { .. })
+    }
 }
 
 impl fmt::Display for Method {

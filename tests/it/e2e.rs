@@ -39,7 +39,10 @@ fn smoke_grid_survives_sigkill_and_resumes() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("8 pending"), "{text}");
+    assert!(
+        text.contains("8 pending") && text.contains("left: 8 runs, time unknown"),
+        "{text}"
+    );
 
     // start, wait until one run is done and the next one is in flight, then SIGKILL
     let mut child = repro()
@@ -85,6 +88,12 @@ fn smoke_grid_survives_sigkill_and_resumes() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("interrupted"), "{text}");
+    // and estimates what is left from the finished run
+    let left = format!("left: {} runs, ≈", 8 - done.len());
+    assert!(
+        text.contains(&left) && text.contains("of training on one worker"),
+        "{text}"
+    );
 
     let out = repro()
         .args(["run", "experiments/smoke.toml", &set_store])

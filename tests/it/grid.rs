@@ -344,3 +344,52 @@ fn time_limit_durations_parse() {
     assert_eq!(human_seconds(750.0), "12m 30s");
     assert_eq!(human_seconds(3900.0), "1h 05m");
 }
+
+/// A run of a training-set size the store has not finished yet is estimated per epoch as a line
+/// in the size (the dev set's fixed scoring cost plus a cost per training example), fitted over
+/// the sizes finished: here fig2's committed SST-2 runs at 100, 300 and 1,000 examples, from
+/// which its 10,000-example runs are estimated.
+#[test]
+fn time_estimates_extrapolate_over_training_size() {
+    use bitfit_repro::runner::{Estimator, fit_line, plan};
+    let (a, b) = fit_line(&[(100.0, 12.0), (300.0, 16.0), (1000.0, 30.0)]).unwrap();
+    assert!(
+        (a - 10.0).abs() < 1e-9 && (b - 0.02).abs() < 1e-12,
+        "{a} {b}"
+    );
+    assert_eq!(fit_line(&[(100.0, 5.0), (100.0, 7.0)]), None, "one size");
+    assert_eq!(fit_line(&[(100.0, 9.0), (1000.0, 5.0)]), None, "falling");
+    assert_eq!(fit_line(&[]), None);
+    // a negative intercept (noise) is clamped: the line goes through the origin
+    let (a, b) = fit_line(&[(100.0, 0.5), (1000.0, 20.0)]).unwrap();
+    assert!(a == 0.0 && b > 0.019 && b < 0.021, "{a} {b}");
+
+    if crate::common::minilm().is_none() {
+        return;
+    }
+    let root = crate::common::repo();
+    let grid = Grid::from_file(&root.join("experiments/paper/fig2.toml")).unwrap();
+    let runs = plan(&grid).unwrap();
+    let store = bitfit_repro::store::Store::open(root.join(&grid.store)).unwrap();
+    let mut est = Estimator::new(&store);
+    for (method, lr) in [("bitfit", 1e-3), ("full_ft", 5e-5)] {
+        let method = Method::parse(method).unwrap();
+        let mut per_epoch = |n: usize| {
+            let r = runs
+                .iter()
+                .find(|r| {
+                    let c = &r.cell.config;
+                    c.train_size == Some(n) && c.method == method && c.lr == lr
+                })
+                .unwrap();
+            let c = &r.cell.config;
+            est.seconds(c).unwrap() / c.effective_epochs(n) as f64
+        };
+        let (at_1k, at_10k) = (per_epoch(1000), per_epoch(10000));
+        // more examples cost more per epoch, but the dev set's scoring is not scaled by 10
+        assert!(
+            at_10k > 2.0 * at_1k && at_10k < 9.5 * at_1k,
+            "{method}: {at_1k:.0} s an epoch at 1,000, {at_10k:.0} s at 10,000"
+        );
+    }
+}

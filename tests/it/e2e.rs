@@ -398,12 +398,24 @@ fn committed_records_regenerate_paper_tables() {
         .filter_map(|l| l.split('/').nth(1).map(|s| format!("results/{s}")))
         .collect();
     stores.dedup();
+    // from exactly the tracked (or staged) files, as a fresh clone holds them: finished runs not
+    // yet added to git in this working tree must not count
+    let clone = tmp.path().join("clone");
+    let out = Command::new("git")
+        .current_dir(repo())
+        .arg("checkout-index")
+        .arg("-a")
+        .arg(format!("--prefix={}/", clone.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git checkout-index failed");
+    let tables = tmp.path().join("tables");
     let mut report = repro();
-    report.arg("report");
+    report.current_dir(&clone).arg("report");
     for s in &stores {
         report.args(["--results", s]);
     }
-    let out = report.arg("--out").arg(tmp.path()).output().unwrap();
+    let out = report.arg("--out").arg(&tables).output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
@@ -419,14 +431,13 @@ fn committed_records_regenerate_paper_tables() {
     };
     let committed = repo().join("paper_tables");
     assert_eq!(
-        names(tmp.path()),
+        names(&tables),
         names(&committed),
         "paper_tables/ is not what `repro report` writes from results/; rerun it"
     );
-    for n in names(tmp.path()) {
+    for n in names(&tables) {
         assert!(
-            std::fs::read(tmp.path().join(&n)).unwrap()
-                == std::fs::read(committed.join(&n)).unwrap(),
+            std::fs::read(tables.join(&n)).unwrap() == std::fs::read(committed.join(&n)).unwrap(),
             "paper_tables/{n} differs from what `repro report` regenerates from the committed records; rerun `repro report`"
         );
     }

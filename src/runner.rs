@@ -396,7 +396,7 @@ impl Estimator {
         };
         let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
         let n = self.examples(cfg);
-        let epochs = cfg.effective_epochs(n) as f64;
+        let epochs = cfg.total_epochs(n) as f64;
         if let Some(s) = mean(
             self.done
                 .iter()

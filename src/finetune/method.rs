@@ -376,7 +376,8 @@ impl Method {
     /// Whether a training step takes the gradient of every encoder weight matrix: Full-FT, the
     /// masked random subsets and Diff-Pruning's gated diffs cost about a Full-FT step; the other
     /// methods skip the frozen weights' gradients (≈0.65× a Full-FT step on MiniLM,
-    /// BENCHMARKS.md). The run-time estimate compares runs within one of these two classes.
+    /// BENCHMARKS.md; Frozen, with no backward pass through the encoder, costs less still but is
+    /// counted with them). The run-time estimate compares runs within one of these two classes.
     pub fn takes_weight_gradients(&self) -> bool {
         self.is_masked() || matches!(self, Method::FullFt | Method::DiffPruning { .. })
     }

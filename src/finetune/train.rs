@@ -120,6 +120,15 @@ impl TrainConfig {
             .map_or(self.epochs, |m| self.epochs.max(m.div_ceil(per_epoch)))
     }
 
+    /// Epochs a run records: [`Self::effective_epochs`], then Diff-Pruning's fixed-mask epochs.
+    pub fn total_epochs(&self, train_examples: usize) -> usize {
+        self.effective_epochs(train_examples)
+            + match &self.method {
+                Method::DiffPruning { finetune, .. } => *finetune,
+                _ => 0,
+            }
+    }
+
     /// The reference code's settings for `task` on `model` with `method` at `lr`.
     pub fn reference(task: Task, model: PathBuf, data: PathBuf, method: Method, lr: f64) -> Self {
         TrainConfig {
@@ -996,7 +1005,7 @@ pub fn train(
         )),
         _ => None,
     };
-    let all_epochs = n_epochs + diff_pruning.map_or(0, |d| d.1);
+    let all_epochs = cfg.total_epochs(n_train);
     let mut projected: Option<Pruned> = None;
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let mut order: Vec<usize> = (0..n_train).collect();

@@ -200,7 +200,8 @@ pub fn print_status(
                 }
             ),
         };
-        println!("left: {} runs, {time}", left.len());
+        let runs = if left.len() == 1 { "run" } else { "runs" };
+        println!("left: {} {runs}, {time}", left.len());
     }
     if let Some((file, plan)) = crate::slurm::ShardPlan::latest(store) {
         println!("by shard ({}):", file.display());

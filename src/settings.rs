@@ -85,7 +85,7 @@ fn quoted(s: impl std::fmt::Display) -> String {
 pub const SETTINGS: &[Setting] = &[
     Setting {
         key: "task",
-        doc: "a GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI",
+        doc: "a GLUE task (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI) or SQuAD (v1.1 span extraction)",
         required_in_grid: true,
         apply: |c, v| {
             c.task = string(v)?.parse::<Task>()?;
@@ -158,7 +158,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         key: "data",
-        doc: "a GLUE folder or hf:nyu-mll/glue",
+        doc: "a GLUE folder or hf:nyu-mll/glue; for SQuAD a folder with dev-v1.1.json (and train-v1.1.json if you have it)",
         required_in_grid: false,
         apply: |c, v| {
             c.data = string(v)?.into();

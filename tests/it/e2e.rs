@@ -89,7 +89,8 @@ fn smoke_grid_survives_sigkill_and_resumes() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("interrupted"), "{text}");
     // and estimates what is left from the finished run
-    let left = format!("left: {} runs, ≈", 8 - done.len());
+    let n = 8 - done.len();
+    let left = format!("left: {n} {}, ≈", if n == 1 { "run" } else { "runs" });
     assert!(
         text.contains(&left) && text.contains("of training on one worker"),
         "{text}"

@@ -318,9 +318,9 @@ fn train_rows(cache: &mut BTreeMap<String, usize>, cfg: &crate::finetune::TrainC
 /// backend and method class (whether a step takes every weight's gradient:
 /// [`crate::finetune::Method::takes_weight_gradients`]) per epoch as a line in the training-set size
 /// (an epoch's fixed part — scoring the dev set — plus a part per training example, fitted over
-/// the sizes finished; per training example alone while only one size has); else any run on
-/// the backend with that method class, per training example and epoch. None when the store has
-/// nothing comparable yet.
+/// the sizes finished; while only one size has, the two parts are read from each run's measured
+/// training rate: [`cost_split`]); else any run on the backend with that method class, per
+/// training example and epoch. None when the store has nothing comparable yet.
 pub struct Estimator {
     done: Vec<crate::finetune::train::RunResult>,
     train_rows: BTreeMap<String, usize>,
@@ -350,6 +350,26 @@ pub fn fit_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     let through_origin = points.iter().map(|&(x, y)| x * y).sum::<f64>()
         / points.iter().map(|&(x, _)| x * x).sum::<f64>();
     Some((0.0, through_origin))
+}
+
+/// A finished run's cost in two parts: seconds per epoch that do not grow with the training set
+/// (scoring the dev set and the train sample, loading), and seconds per (training example ×
+/// epoch) spent in optimizer steps — from the run's measured training rate
+/// (`train_examples_per_second`, over `steps × batch_size` rows; SQuAD's rows are windows, its
+/// examples questions). A run without a usable rate counts as all training.
+pub fn cost_split(r: &crate::finetune::train::RunResult) -> (f64, f64) {
+    let epochs = r.epochs.len().max(1) as f64;
+    let rows = (r.steps * r.config.batch_size) as f64;
+    let train = rows / r.train_examples_per_second;
+    let train = if train.is_finite() && train > 0.0 {
+        train.min(r.wall_seconds)
+    } else {
+        r.wall_seconds
+    };
+    (
+        (r.wall_seconds - train) / epochs,
+        train / (epochs * r.train_examples.max(1) as f64),
+    )
 }
 
 /// A finished run's cost: seconds per epoch and per (training example × epoch).
@@ -411,30 +431,31 @@ impl Estimator {
         let class = |r: &crate::finetune::TrainConfig| {
             r.backend == cfg.backend && full(&r.method) == full(&cfg.method)
         };
-        let same_task: Vec<(f64, f64)> = self
+        let same_task: Vec<&crate::finetune::train::RunResult> = self
             .done
             .iter()
             .filter(|r| class(&r.config) && r.config.task == cfg.task)
+            .collect();
+        let sizes: Vec<(f64, f64)> = same_task
+            .iter()
             .map(|r| (r.train_examples as f64, per_epoch(r).0))
             .collect();
-        if let Some((fixed, per_example)) = fit_line(&same_task) {
+        if let Some((fixed, per_example)) = fit_line(&sizes) {
+            return Some((fixed + per_example * n) * epochs);
+        }
+        if let (Some(fixed), Some(per_example)) = (
+            mean(same_task.iter().map(|r| cost_split(r).0).collect()),
+            mean(same_task.iter().map(|r| cost_split(r).1).collect()),
+        ) {
             return Some((fixed + per_example * n) * epochs);
         }
         let rate = mean(
-            same_task
+            self.done
                 .iter()
-                .map(|&(examples, s)| s / examples.max(1.0))
+                .filter(|r| class(&r.config))
+                .map(|r| per_epoch(r).1)
                 .collect(),
-        )
-        .or_else(|| {
-            mean(
-                self.done
-                    .iter()
-                    .filter(|r| class(&r.config))
-                    .map(|r| per_epoch(r).1)
-                    .collect(),
-            )
-        })?;
+        )?;
         Some(rate * n * epochs)
     }
 

@@ -393,3 +393,68 @@ fn time_estimates_extrapolate_over_training_size() {
         );
     }
 }
+
+/// With one training-set size finished, a larger size is estimated from each run's two measured
+/// parts (`cost_split`: the per-epoch scoring that does not grow with the training set, the
+/// optimizer steps that do), not by scaling the whole epoch: here fig2_squad's committed BitFit
+/// runs at 300 questions alone, from which its 1,000- and 3,000-question runs are estimated.
+#[test]
+fn time_estimates_from_one_size_scale_only_the_training_part() {
+    use bitfit_repro::runner::{Estimator, cost_split, plan};
+    if crate::common::minilm().is_none() {
+        return;
+    }
+    let root = crate::common::repo();
+    let grid = Grid::from_file(&root.join("experiments/paper/fig2_squad.toml")).unwrap();
+    let runs = plan(&grid).unwrap();
+    let committed = bitfit_repro::store::Store::open(root.join(&grid.store)).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = bitfit_repro::store::Store::open(tmp.path()).unwrap();
+    let method = Method::parse("bitfit").unwrap();
+    let mut at_300 = Vec::new();
+    for (id, r) in committed.results().unwrap() {
+        if r.config.method == method && r.config.train_size == Some(300) {
+            let dir = store.run_dir(&id);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("result.json"), serde_json::to_vec(&r).unwrap()).unwrap();
+            at_300.push(r);
+        }
+    }
+    assert!(
+        at_300.len() >= 2,
+        "fig2_squad has BitFit runs at 300 questions"
+    );
+    let mean = |f: &dyn Fn(&bitfit_repro::finetune::train::RunResult) -> f64| {
+        at_300.iter().map(f).sum::<f64>() / at_300.len() as f64
+    };
+    let (fixed, per_question) = (mean(&|r| cost_split(r).0), mean(&|r| cost_split(r).1));
+    let epoch_300 = mean(&|r| r.wall_seconds / r.epochs.len() as f64);
+    // the parts add up to the measured epoch, and scoring 1,300 questions is a real share of it
+    assert!((fixed + 300.0 * per_question - epoch_300).abs() < 1e-6 * epoch_300);
+    assert!(
+        fixed > 0.1 * epoch_300 && fixed < 0.9 * epoch_300,
+        "{fixed} of {epoch_300}"
+    );
+    let mut est = Estimator::new(&store);
+    for n in [1000, 3000] {
+        let r = runs
+            .iter()
+            .find(|r| {
+                let c = &r.cell.config;
+                c.train_size == Some(n) && c.method == method && c.lr == 1e-3
+            })
+            .unwrap();
+        let c = &r.cell.config;
+        let epochs = c.total_epochs(n) as f64;
+        let per_epoch = est.seconds(c).unwrap() / epochs;
+        assert!(
+            (per_epoch - (fixed + n as f64 * per_question)).abs() < 1e-6 * per_epoch,
+            "{n}: {per_epoch}"
+        );
+        // the whole epoch scaled by the size would overestimate by the scoring part
+        assert!(
+            per_epoch < 0.9 * epoch_300 * n as f64 / 300.0,
+            "{n}: {per_epoch}"
+        );
+    }
+}

@@ -318,8 +318,8 @@ fn train_rows(cache: &mut BTreeMap<String, usize>, cfg: &crate::finetune::TrainC
 /// backend and method class (whether a step takes every weight's gradient:
 /// [`crate::finetune::Method::takes_weight_gradients`]) per epoch as a line in the training-set size
 /// (an epoch's fixed part — scoring the dev set — plus a part per training example, fitted over
-/// the sizes finished; while only one size has, the two parts are read from each run's measured
-/// training rate: [`cost_split`]); else any run on the backend with that method class, per
+/// the sizes finished; while they give no line — one size, or noise that makes it fall — the two
+/// parts are read from each run's measured training rate: [`cost_split`]); else any run on the backend with that method class, per
 /// training example and epoch. None when the store has nothing comparable yet.
 pub struct Estimator {
     done: Vec<crate::finetune::train::RunResult>,
@@ -443,10 +443,9 @@ impl Estimator {
         if let Some((fixed, per_example)) = fit_line(&sizes) {
             return Some((fixed + per_example * n) * epochs);
         }
-        if let (Some(fixed), Some(per_example)) = (
-            mean(same_task.iter().map(|r| cost_split(r).0).collect()),
-            mean(same_task.iter().map(|r| cost_split(r).1).collect()),
-        ) {
+        let (fixed, per_example): (Vec<f64>, Vec<f64>) =
+            same_task.iter().map(|r| cost_split(r)).unzip();
+        if let (Some(fixed), Some(per_example)) = (mean(fixed), mean(per_example)) {
             return Some((fixed + per_example * n) * epochs);
         }
         let rate = mean(

@@ -345,6 +345,22 @@ fn time_limit_durations_parse() {
     assert_eq!(human_seconds(3900.0), "1h 05m");
 }
 
+/// The planned run of `runs` at training-set size `n` with `method` at `lr`.
+fn planned_config<'a>(
+    runs: &'a [bitfit_repro::runner::PlannedRun],
+    n: usize,
+    method: &Method,
+    lr: f64,
+) -> &'a bitfit_repro::finetune::TrainConfig {
+    let r = runs.iter().find(|r| {
+        let c = &r.cell.config;
+        c.train_size == Some(n) && c.method == *method && c.lr == lr
+    });
+    &r.unwrap_or_else(|| panic!("no planned run at {n} with {method:?} at {lr}"))
+        .cell
+        .config
+}
+
 /// A run of a training-set size the store has not finished yet is estimated per epoch as a line
 /// in the size (the dev set's fixed scoring cost plus a cost per training example), fitted over
 /// the sizes finished: here fig2's committed SST-2 runs at 100, 300 and 1,000 examples, from
@@ -375,14 +391,7 @@ fn time_estimates_extrapolate_over_training_size() {
     for (method, lr) in [("bitfit", 1e-3), ("full_ft", 5e-5)] {
         let method = Method::parse(method).unwrap();
         let mut per_epoch = |n: usize| {
-            let r = runs
-                .iter()
-                .find(|r| {
-                    let c = &r.cell.config;
-                    c.train_size == Some(n) && c.method == method && c.lr == lr
-                })
-                .unwrap();
-            let c = &r.cell.config;
+            let c = planned_config(&runs, n, &method, lr);
             est.seconds(c).unwrap() / c.effective_epochs(n) as f64
         };
         let (at_1k, at_10k) = (per_epoch(1000), per_epoch(10000));
@@ -437,14 +446,7 @@ fn time_estimates_from_one_size_scale_only_the_training_part() {
     );
     let mut est = Estimator::new(&store);
     for n in [1000, 3000] {
-        let r = runs
-            .iter()
-            .find(|r| {
-                let c = &r.cell.config;
-                c.train_size == Some(n) && c.method == method && c.lr == 1e-3
-            })
-            .unwrap();
-        let c = &r.cell.config;
+        let c = planned_config(&runs, n, &method, 1e-3);
         let epochs = c.total_epochs(n) as f64;
         let per_epoch = est.seconds(c).unwrap() / epochs;
         assert!(

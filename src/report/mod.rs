@@ -335,12 +335,32 @@ fn extra_row(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether `r` was trained at the learning rate its cell's tables selected (`best`; for MNLI the
+/// MNLI-m cell's). Fig. 1 and the generalization gap read only these runs, as the learning curves
+/// do, so that they describe the configuration the tables report rather than a mix of the sweep's
+/// rates (a bias moves about in proportion to the rate; a gap grows with it).
+pub fn at_selected_lr(r: &RunResult, best: &BestCells, rules: &Rules) -> bool {
+    rows_of(r, rules.epoch)
+        .into_iter()
+        .find(|row| row.headline)
+        .and_then(|row| best.get(&row.key()))
+        .is_some_and(|cell| cell.lr == r.config.lr)
+}
+
 /// Fig. 1 data: mean |Δb| per (model, protocol, task, method, bias row, layer), averaged over
-/// runs (seeds, and every training size) that did not diverge. Vectors the method does not train
-/// get no cell.
-pub fn bias_change_means(results: &[RunResult]) -> BTreeMap<BiasKey, f64> {
+/// the runs that did not diverge and were trained at their cell's selected learning rate (seeds,
+/// and every training size at that size's rate; [`at_selected_lr`]). Vectors the method does not
+/// train get no cell.
+pub fn bias_change_means(
+    results: &[RunResult],
+    best: &BestCells,
+    rules: &Rules,
+) -> BTreeMap<BiasKey, f64> {
     let mut acc: BTreeMap<BiasKey, (f64, usize)> = BTreeMap::new();
-    for r in results.iter().filter(|r| !r.diverged) {
+    for r in results
+        .iter()
+        .filter(|r| !r.diverged && at_selected_lr(r, best, rules))
+    {
         let cell = CellKey {
             train_size: ANY_SIZE,
             ..CellKey::of_run(r)
@@ -431,7 +451,8 @@ pub fn heat_maps(means: &BTreeMap<BiasKey, f64>) -> Vec<HeatMap> {
 /// Fig. 1 as a Markdown table per heat map: rows b_q…b_LN2, columns layers + Avg.
 pub fn bias_change_markdown(maps: &[HeatMap]) -> String {
     let mut s = String::from(
-        "Mean |Δb| over each bias vector's dimensions (Fig. 1 quantity), mean over seeds.\n\n",
+        "Mean |Δb| over each bias vector's dimensions (Fig. 1 quantity), mean over the runs at each \
+         cell's selected learning rate (seeds; training sizes pooled, each at its own rate).\n\n",
     );
     for h in maps {
         let k = &h.key;
@@ -475,15 +496,14 @@ impl Gap {
 }
 
 /// Train − dev headline metric at each run's single best epoch (train and dev read at the same
-/// epoch, whatever the tables' epoch rule), per cell, over runs that recorded train-set metrics
-/// and are neither diverged nor degenerate (whatever the tables' degenerate rule: a constant
-/// predictor has no gap to speak of).
-pub fn generalization_gaps(results: &[RunResult]) -> Vec<Gap> {
+/// epoch, whatever the tables' epoch rule), per cell, over runs at the cell's selected learning
+/// rate ([`at_selected_lr`]) that recorded train-set metrics and are neither diverged nor
+/// degenerate (whatever the tables' degenerate rule: a constant predictor has no gap to speak of).
+pub fn generalization_gaps(results: &[RunResult], best: &BestCells, rules: &Rules) -> Vec<Gap> {
     let mut acc: BTreeMap<CellKey, Gap> = BTreeMap::new();
-    for r in results
-        .iter()
-        .filter(|r| r.status("dev", EpochRule::Single) == RunStatus::Ok)
-    {
+    for r in results.iter().filter(|r| {
+        r.status("dev", EpochRule::Single) == RunStatus::Ok && at_selected_lr(r, best, rules)
+    }) {
         let Some(e) = r.best_record() else { continue };
         let (Some(train), Some(dev)) = (
             e.train.as_ref().and_then(|s| s.get(&r.headline)),
@@ -519,8 +539,9 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 pub fn generalization_gap_markdown(gaps: &[Gap]) -> String {
     let mut s = String::from(
         "Generalization gap: train − dev headline metric ×100, both read at each run's single best epoch (the \
-         epoch best on the headline dev metric; the tables' epoch rule does not apply), mean over runs (n; \
-         diverged and degenerate runs left out, whatever the tables' degenerate rule).\n\n\
+         epoch best on the headline dev metric; the tables' epoch rule does not apply), mean over the runs at \
+         the cell's selected learning rate (n; diverged and degenerate runs left out, whatever the tables' \
+         degenerate rule).\n\n\
          | model | protocol | task | train size | method | train | dev | gap | n |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for g in gaps {
@@ -740,7 +761,7 @@ pub fn report(stores: &[&Path], out: &Path, rules: &Rules) -> Result<Written> {
             table3 = t.markdown;
         }
     }
-    let means = bias_change_means(&results);
+    let means = bias_change_means(&results, &best, rules);
     let mut csv = String::from("model,protocol,task,method,bias,layer,mean_abs_delta\n");
     for (k, v) in &means {
         let layer = k.layer.map_or(String::new(), |l| (l + 1).to_string());
@@ -755,7 +776,10 @@ pub fn report(stores: &[&Path], out: &Path, rules: &Rules) -> Result<Written> {
         ));
     }
     put("fig1_bias_change.csv", csv.as_bytes())?;
-    let (maps, gaps) = (heat_maps(&means), generalization_gaps(&results));
+    let (maps, gaps) = (
+        heat_maps(&means),
+        generalization_gaps(&results, &best, rules),
+    );
     put(
         "fig1_bias_change.md",
         bias_change_markdown(&maps).as_bytes(),

@@ -372,12 +372,20 @@ fn fig1_table_and_generalization_gap_from_records() {
         ANY_SIZE, BiasKey, bias_change_markdown, bias_change_means, generalization_gap_markdown,
         generalization_gaps, heat_maps,
     };
+    // a run at a second learning rate that loses the cell: its large bias changes and its gap
+    // must stay out of Fig. 1 and of the gap table, which describe the selected rate's runs
+    let mut other_rate = result("bitfit", 0, None, 1.0, 1.0, &[0.5]);
+    other_rate.config.lr = 1e-2;
     let results = vec![
         result("bitfit", 0, None, 1e-2, 0.9, &[0.7]),
         result("bitfit", 1, None, 3e-2, 0.8, &[0.7]),
         result("b_q", 0, None, 5e-2, 0.7, &[0.6]),
+        other_rate,
     ];
-    let means = bias_change_means(&results);
+    let rows: Vec<RunRow> = results.iter().flat_map(|r| rows_of(r, ALL.epoch)).collect();
+    let best = best_lr(&aggregate(&rows, &ALL).unwrap()).unwrap();
+    assert!(best.values().all(|c| c.lr == 1e-3), "the second rate loses");
+    let means = bias_change_means(&results, &best, &ALL);
     let protocol = bitfit_repro::report::protocol_of(&results[0].config);
     assert_eq!(
         protocol,
@@ -424,7 +432,7 @@ fn fig1_table_and_generalization_gap_from_records() {
         ["b_q", "b_k", "b_m2", "pooler"],
         "paper order, extra rows last"
     );
-    let gap = generalization_gap_markdown(&generalization_gaps(&results));
+    let gap = generalization_gap_markdown(&generalization_gaps(&results, &best, &ALL));
     assert!(gap.contains("| mini | 16 ep · batch 8 · len 128 · full dev · pooler head · constant lr | RTE | all | bitfit | 85.0 | 70.0 | 15.0 | 2 |"), "{gap}");
     assert!(gap.contains("| mini | 16 ep · batch 8 · len 128 · full dev · pooler head · constant lr | RTE | all | b_q | 70.0 | 60.0 | 10.0 | 1 |"), "{gap}");
 }
@@ -547,13 +555,13 @@ fn figures_render_as_png_and_svg_with_content() {
     }
     let rows: Vec<RunRow> = results.iter().flat_map(|r| rows_of(r, ALL.epoch)).collect();
     let best = best_lr(&aggregate(&rows, &ALL).unwrap()).unwrap();
-    let means = bias_change_means(&results);
+    let means = bias_change_means(&results, &best, &ALL);
     let curves = learning_curves(&results, &best, &ALL);
     let figs = figures::all(
         &heat_maps(&means),
         &best,
         &curves,
-        &generalization_gaps(&results),
+        &generalization_gaps(&results, &best, &ALL),
         &ALL,
     )
     .unwrap();

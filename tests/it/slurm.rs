@@ -79,7 +79,9 @@ fn shard_plans_balance_estimated_cost() {
     if minilm().is_none() {
         return;
     }
-    let g = Grid::from_file(&repo().join("experiments/paper/fig2.toml")).unwrap();
+    // a grid with many runs still pending in the committed store (fig2's last 11 are 10,000-example
+    // runs too unequal for four shards to balance; when this grid is done, point at another)
+    let g = Grid::from_file(&repo().join("experiments/paper/fig2_squad.toml")).unwrap();
     let runs = plan(&g).unwrap();
     let store = Store::open(repo().join(&g.store)).unwrap();
     let left = pending(&runs, &store, false);

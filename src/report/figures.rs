@@ -520,14 +520,6 @@ fn finish_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
 }
 
 fn fmt_size(x: &f64) -> String {
-    let mantissa = x / 10f64.powf(x.log10().floor());
-    if ![1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6) {
-        return String::new();
-    }
-    fmt_size_any(x)
-}
-
-fn fmt_size_any(x: &f64) -> String {
     if *x >= 1000.0 {
         format!("{}k", (x / 100.0).round() / 10.0)
     } else {
@@ -554,7 +546,14 @@ impl Draw for SizeFig {
                 xs.iter().copied().fold(f64::INFINITY, f64::min),
                 xs.iter().copied().fold(0.0, f64::max),
             );
-            let range = ((x0 / 1.3)..(x1 * 1.3)).log_scale();
+            // ticks at the measured sizes (a log axis's own ticks are the powers of ten only, which
+            // would leave SQuAD's 300 and 3,000 unlabelled)
+            let mut sizes = xs.clone();
+            sizes.sort_by(f64::total_cmp);
+            sizes.dedup();
+            let range = ((x0 / 1.3)..(x1 * 1.3))
+                .log_scale()
+                .with_key_points(sizes);
             let y_desc = format!("dev {metric} ×100");
             let caption = format!("{task} · {metric}");
             let mut chart = draw_lines(
@@ -590,7 +589,7 @@ impl Draw for SizeFig {
                                 BLACK.stroke_width(1),
                             ))
                             .map_err(pe)?;
-                        format!("BitFit = Full-FT at ≈{} examples", fmt_size_any(&xc))
+                        format!("BitFit = Full-FT at ≈{} examples", fmt_size(&xc))
                     }
                     None if common.len() >= 2 => {
                         let ahead = if common[0].1 > common[0].2 {
@@ -1153,7 +1152,7 @@ pub fn all(
                     if size == 0 {
                         "all".to_string()
                     } else {
-                        fmt_size_any(&(size as f64))
+                        fmt_size(&(size as f64))
                     }
                 )
             } else {

@@ -613,6 +613,8 @@ fn figures_render_as_png_and_svg_with_content() {
     );
     let fig2 = svg("fig2_train_size_mini");
     assert!(fig2.contains("BitFit = Full-FT at ≈"), "crossing marked");
+    // a tick at every measured size, not only at the powers of ten: 2,490 is labelled
+    assert!(fig2.contains("\n2.5k\n"), "size ticks: {fig2}");
     assert!(fig2.contains("training examples (log scale)") && fig2.contains("dev accuracy ×100"));
     assert!(
         fig2.contains("BitFit") && fig2.contains("Full-FT"),

@@ -551,9 +551,7 @@ impl Draw for SizeFig {
             let mut sizes = xs.clone();
             sizes.sort_by(f64::total_cmp);
             sizes.dedup();
-            let range = ((x0 / 1.3)..(x1 * 1.3))
-                .log_scale()
-                .with_key_points(sizes);
+            let range = ((x0 / 1.3)..(x1 * 1.3)).log_scale().with_key_points(sizes);
             let y_desc = format!("dev {metric} ×100");
             let caption = format!("{task} · {metric}");
             let mut chart = draw_lines(

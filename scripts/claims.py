@@ -30,14 +30,13 @@ Rules (shared with scripts/judge_compare.py, whose helpers this imports):
 - differences come with a 95% Welch interval ("no CI" where a side has n < 2).
 """
 import argparse
-import glob
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from judge_compare import (NAN, ROOT, committed_runs, default_stores, fin, fmt_diff, fmt_ms, load, lr_str,  # noqa: E402
-                           mean_std, method_name, printed, size_str, stale_quotes, store_runs, update_block, views)
+from judge_compare import (NAN, ROOT, committed_runs, default_stores, fin, fmt_diff, fmt_ms, lr_str, mean_std,  # noqa: E402
+                           method_name, printed, size_str, stale_quotes, store_runs, update_block, views)
 
 SMALL = {"CoLA", "MRPC", "STS-B", "RTE"}
 TASK_ORDER = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "MNLI-m", "MNLI-mm", "QNLI", "RTE", "WNLI", "AX"]
@@ -119,28 +118,23 @@ def main():
     report(args.store or default_stores(), None, committed=False)
 
 
-def grid_table(stores, only):
+def grid_table(runs):
     """Per grid (the `grid` its runs' config.json names; one store may hold several): finished runs,
-    their backends and summed `wall_seconds`, as a Markdown table with a total line."""
+    their backends and summed `wall_seconds`, as a Markdown table with a total line. `runs`: (store
+    name, run as store_runs reads it)."""
     acc = {}  # (grid, store) -> [runs, seconds, {backend: runs}]
-    for s in stores:
-        for d in sorted(glob.glob(os.path.join(s, "runs", "*", ""))):
-            if only is not None and os.path.realpath(d) not in only:
-                continue
-            r = load(os.path.join(d, "result.json"))
-            try:
-                with open(os.path.join(d, "config.json")) as f:
-                    c = json.load(f)
-            except (OSError, ValueError):
-                c = {}
-            if r is None:
-                continue
-            grid = c.get("grid") or "(unnamed)"
-            backend = (c.get("settings") or r["config"]).get("backend") or "?"
-            a = acc.setdefault((grid, os.path.basename(s.rstrip("/"))), [0, 0.0, {}])
-            a[0] += 1
-            a[1] += r.get("wall_seconds") if fin(r.get("wall_seconds")) else 0.0
-            a[2][backend] = a[2].get(backend, 0) + 1
+    for store, r in runs:
+        try:
+            with open(os.path.join(r["run_dir"], "config.json")) as f:
+                c = json.load(f)
+        except (OSError, ValueError):
+            c = {}
+        # the grid's spelling of the backend (tch-cuda), as the settings name it
+        backend = (c.get("settings") or r["config"]).get("backend") or "?"
+        a = acc.setdefault((c.get("grid") or "(unnamed)", store), [0, 0.0, {}])
+        a[0] += 1
+        a[1] += r.get("wall_seconds") if fin(r.get("wall_seconds")) else 0.0
+        a[2][backend] = a[2].get(backend, 0) + 1
     print("## Runs and run time per grid\n\nInputs: every finished run's config.json (`grid`, `backend`) and "
           "result.json (`wall_seconds`: one process's wall time, one core on `tch`, one GPU share on `tch-cuda`).\n")
     if not acc:
@@ -157,9 +151,11 @@ def grid_table(stores, only):
 def report(stores, only, committed):
     cells, n_runs, skipped, seen = {}, 0, 0, set()  # cells: (setting, task, method, size, lr) -> [views]
     holders = {}  # setting -> names of the stores holding its runs
+    every = []  # (store name, run) for the per-grid table
     for s in stores:
         runs, sk = store_runs(s, seen, only)
         n_runs, skipped = n_runs + len(runs), skipped + sk
+        every += [(os.path.basename(s.rstrip("/")), r) for r in runs]
         for r in runs:
             c = r["config"]
             st = setting_of(c)
@@ -173,7 +169,7 @@ def report(stores, only, committed):
     if not cells:
         print("No finished runs: nothing to report.")
         return
-    grid_table(stores, only)
+    grid_table(every)
     print()
     # best lr per (setting, task, method, size)
     best = {}

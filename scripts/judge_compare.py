@@ -188,9 +188,9 @@ def load(path):
 
 
 def store_runs(store, seen=None, only=None):
-    """(runs with a readable result.json, run folders skipped); a run folder already in `seen`
-    (the same store named twice) is not read again; with `only` (a set of run folders' real
-    paths), every other folder is ignored and not counted"""
+    """(runs with a readable result.json, run folders skipped); each run carries its folder as
+    "run_dir"; a run folder already in `seen` (the same store named twice) is not read again; with
+    `only` (a set of run folders' real paths), every other folder is ignored and not counted"""
     runs, skipped, seen = [], 0, set() if seen is None else seen
     for d in sorted(glob.glob(os.path.join(store, "runs", "*", ""))):
         if os.path.realpath(d) in seen or (only is not None and os.path.realpath(d) not in only):
@@ -200,6 +200,7 @@ def store_runs(store, seen=None, only=None):
         if r is None:
             skipped += 1
         else:
+            r["run_dir"] = d
             runs.append(r)
     return runs, skipped
 

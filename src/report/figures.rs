@@ -548,7 +548,7 @@ impl Draw for SizeFig {
             );
             // ticks at the measured sizes (a log axis's own ticks are the powers of ten only, which
             // would leave SQuAD's 300 and 3,000 unlabelled)
-            let mut sizes = xs.clone();
+            let mut sizes = xs;
             sizes.sort_by(f64::total_cmp);
             sizes.dedup();
             let range = ((x0 / 1.3)..(x1 * 1.3)).log_scale().with_key_points(sizes);

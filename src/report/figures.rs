@@ -373,6 +373,60 @@ pub fn crossing(xs: &[f64], a: &[f64], b: &[f64]) -> Option<f64> {
     None
 }
 
+/// A corner of a plot area where a legend can sit (the upper left holds a panel's note).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corner {
+    LowerRight,
+    LowerLeft,
+    UpperRight,
+}
+
+impl Corner {
+    fn position(self) -> SeriesLabelPosition {
+        match self {
+            Corner::LowerRight => SeriesLabelPosition::LowerRight,
+            Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
+            Corner::UpperRight => SeriesLabelPosition::UpperRight,
+        }
+    }
+}
+
+/// The corner where a legend hides the least of the curves: each curve (points in the plot's unit
+/// square, x and y from 0 to 1) is sampled along its segments, and the corner whose legend-sized
+/// box (a third of the width, a quarter of the height) holds the fewest samples wins; ties go to
+/// the lower right, then the lower left, then the upper right.
+pub fn legend_corner(curves: &[Vec<(f64, f64)>]) -> Corner {
+    const STEPS: usize = 50;
+    let samples: Vec<(f64, f64)> = curves
+        .iter()
+        .flat_map(|c| {
+            let ends = c.iter().copied();
+            let segments = c.windows(2).flat_map(|w| {
+                let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+                (1..STEPS).map(move |i| {
+                    let t = i as f64 / STEPS as f64;
+                    (x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)
+                })
+            });
+            ends.chain(segments)
+        })
+        .collect();
+    let inside = |corner: Corner| {
+        samples
+            .iter()
+            .filter(|(x, y)| match corner {
+                Corner::LowerRight => *x > 2.0 / 3.0 && *y < 0.25,
+                Corner::LowerLeft => *x < 1.0 / 3.0 && *y < 0.25,
+                Corner::UpperRight => *x > 2.0 / 3.0 && *y > 0.75,
+            })
+            .count()
+    };
+    [Corner::LowerRight, Corner::LowerLeft, Corner::UpperRight]
+        .into_iter()
+        .min_by_key(|c| inside(*c))
+        .unwrap_or(Corner::LowerRight)
+}
+
 /// One method's curve in a panel: (examples, mean, std).
 type Points = Vec<(f64, f64, f64)>;
 
@@ -552,6 +606,7 @@ impl Draw for SizeFig {
             sizes.sort_by(f64::total_cmp);
             sizes.dedup();
             let range = ((x0 / 1.3)..(x1 * 1.3)).log_scale().with_key_points(sizes);
+            let (lx0, lx1) = ((x0 / 1.3).ln(), (x1 * 1.3).ln());
             let y_desc = format!("dev {metric} ×100");
             let caption = format!("{task} · {metric}");
             let mut chart = draw_lines(
@@ -611,7 +666,17 @@ impl Draw for SizeFig {
                         .map_err(pe)?;
                 }
             }
-            finish_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+            // the legend goes where it hides no point (SQuAD's BitFit line falls to the lower right)
+            let (y0, y1) = (chart.y_range().start, chart.y_range().end);
+            let unit: Vec<Vec<(f64, f64)>> = lines
+                .values()
+                .map(|pts| {
+                    pts.iter()
+                        .map(|(x, m, _)| ((x.ln() - lx0) / (lx1 - lx0), (m - y0) / (y1 - y0)))
+                        .collect()
+                })
+                .collect();
+            finish_legend(&mut chart, legend_corner(&unit).position())?;
         }
         Ok(())
     }

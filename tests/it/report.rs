@@ -450,6 +450,28 @@ fn crossing_is_interpolated_in_log_size() {
     );
 }
 
+#[test]
+fn legend_goes_to_the_corner_it_hides_least() {
+    use figures::{Corner, legend_corner};
+    // rising curves (SST-2's Fig. 2): the lower right is free
+    let rising = vec![
+        vec![(0.1, 0.3), (0.5, 0.6), (0.9, 0.8)],
+        vec![(0.1, 0.4), (0.5, 0.7), (0.9, 0.9)],
+    ];
+    assert_eq!(legend_corner(&rising), Corner::LowerRight);
+    // SQuAD at 300 and 1,000 questions: BitFit falls into the lower right, Full-FT rises into the
+    // upper right, the lower left is empty
+    let squad = vec![
+        vec![(0.15, 0.43), (0.85, 0.10)],
+        vec![(0.15, 0.46), (0.85, 0.90)],
+    ];
+    assert_eq!(legend_corner(&squad), Corner::LowerLeft);
+    // both lower corners taken: the upper right
+    let valley = vec![vec![(0.1, 0.1), (0.5, 0.5), (0.9, 0.1)]];
+    assert_eq!(legend_corner(&valley), Corner::UpperRight);
+    assert_eq!(legend_corner(&[]), Corner::LowerRight, "nothing drawn");
+}
+
 /// Decode an 8-bit RGB, non-interlaced PNG (all five row filters), checking every chunk CRC.
 fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "signature");

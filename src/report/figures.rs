@@ -47,13 +47,30 @@ pub struct Figures {
 }
 
 trait Draw {
+    /// The figure's size for its content (panels, cells, bars).
     fn size(&self) -> (u32, u32);
+    /// Its title and grey header lines, when [`subtitled`] draws them: the figure is widened to
+    /// fit them.
+    fn header(&self) -> Option<[String; 3]> {
+        None
+    }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>;
+}
+
+/// The width a [`subtitled`] header needs: its widest line (title at 20 px, the grey lines at 13
+/// px, measured with the figure's font) and a margin each side.
+fn header_width([title, protocol, note]: &[String; 3]) -> u32 {
+    let width = |text: &str, size: f64| text_style(size).font.box_size(text).map_or(0, |b| b.0);
+    width(title, 20.0)
+        .max(width(protocol, 13.0))
+        .max(width(note, 13.0))
+        + 2 * 16
 }
 
 fn render(name: String, fig: &impl Draw) -> Result<Figure> {
     register_font();
     let (w, h) = fig.size();
+    let w = fig.header().map_or(w, |lines| w.max(header_width(&lines)));
     let mut rgb = vec![0u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
@@ -464,6 +481,11 @@ fn panels<DB: DrawingBackend>(
     Ok(subtitled(root, title, protocol, note)?.split_evenly(panel_grid(n)))
 }
 
+/// The three lines [`subtitled`] draws: the title, "protocol: …" and the note.
+fn header_lines(title: String, protocol: &str, note: &str) -> [String; 3] {
+    [title, format!("protocol: {protocol}"), note.to_string()]
+}
+
 /// A title line, a smaller grey protocol line and a grey note line (which runs and which epoch
 /// the figure shows); returns the area below them.
 fn subtitled<DB: DrawingBackend>(
@@ -473,11 +495,10 @@ fn subtitled<DB: DrawingBackend>(
     note: &str,
 ) -> Result<DrawingArea<DB, Shift>> {
     let grey = |size| text_style(size).color(&RGBColor(90, 90, 90));
-    let body = root.titled(title, text_style(20.0)).map_err(pe)?;
-    let body = body
-        .titled(&format!("protocol: {protocol}"), grey(13.0))
-        .map_err(pe)?;
-    body.titled(note, grey(13.0)).map_err(pe)
+    let [title, protocol, note] = header_lines(title.to_string(), protocol, note);
+    let body = root.titled(&title, text_style(20.0)).map_err(pe)?;
+    let body = body.titled(&protocol, grey(13.0)).map_err(pe)?;
+    body.titled(&note, grey(13.0)).map_err(pe)
 }
 
 /// Draw one line per method with a ±std band, and a legend.
@@ -581,15 +602,24 @@ fn fmt_size(x: &f64) -> String {
     }
 }
 
+impl SizeFig {
+    fn title(&self) -> String {
+        format!(
+            "Fig. 2 · dev score vs training-set size — {} (±1 std over seeds)",
+            self.model
+        )
+    }
+}
+
 impl Draw for SizeFig {
     fn size(&self) -> (u32, u32) {
         panels_size(self.panels.len())
     }
+    fn header(&self) -> Option<[String; 3]> {
+        Some(header_lines(self.title(), &self.protocol, &self.note))
+    }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let title = format!(
-            "Fig. 2 · dev score vs training-set size — {} (±1 std over seeds)",
-            self.model
-        );
+        let title = self.title();
         for (area, (task, metric, lines)) in
             panels(root, &title, &self.protocol, &self.note, self.panels.len())?
                 .iter()
@@ -692,15 +722,24 @@ struct CurveFig {
     panels: Vec<(String, String, Lines)>,
 }
 
+impl CurveFig {
+    fn title(&self) -> String {
+        format!(
+            "Learning curves — {}: dev score per epoch at each method's selected lr (±1 std)",
+            self.model
+        )
+    }
+}
+
 impl Draw for CurveFig {
     fn size(&self) -> (u32, u32) {
         panels_size(self.panels.len())
     }
+    fn header(&self) -> Option<[String; 3]> {
+        Some(header_lines(self.title(), &self.protocol, &self.note))
+    }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let title = format!(
-            "Learning curves — {}: dev score per epoch at each method's selected lr (±1 std)",
-            self.model
-        );
+        let title = self.title();
         for (area, (caption, task, lines)) in
             panels(root, &title, &self.protocol, &self.note, self.panels.len())?
                 .iter()
@@ -747,17 +786,25 @@ struct ParamsFig {
     points: Vec<ParamPoint>,
 }
 
+impl ParamsFig {
+    fn title(&self) -> String {
+        format!(
+            "Trainable parameters vs score — {} · {} training examples",
+            self.model,
+            super::size_label(self.size)
+        )
+    }
+}
+
 impl Draw for ParamsFig {
     fn size(&self) -> (u32, u32) {
         (860, 560)
     }
+    fn header(&self) -> Option<[String; 3]> {
+        Some(header_lines(self.title(), &self.protocol, &self.note))
+    }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let title = format!(
-            "Trainable parameters vs score — {} · {} training examples",
-            self.model,
-            super::size_label(self.size)
-        );
-        let body = subtitled(root, &title, &self.protocol, &self.note)?;
+        let body = subtitled(root, &self.title(), &self.protocol, &self.note)?;
         let xs = self.points.iter().map(|p| p.pct.max(1e-4));
         let (x0, x1) = xs.fold((f64::INFINITY, 0f64), |(a, b), x| (a.min(x), b.max(x)));
         let spread = |p: &ParamPoint| if p.std.is_finite() { p.std } else { 0.0 };
@@ -899,12 +946,26 @@ struct GapFig<'a> {
     gaps: BTreeMap<(String, String), &'a Gap>,
 }
 
+const GAP_NOTE: &str = "each run's single best epoch (best on the headline dev metric); diverged and degenerate runs left out";
+
+impl GapFig<'_> {
+    fn title(&self) -> String {
+        format!(
+            "Generalization gap — {}: train − dev score at the best epoch (±1 std)",
+            self.model
+        )
+    }
+}
+
 impl Draw for GapFig<'_> {
     fn size(&self) -> (u32, u32) {
         (
             (260 + self.tasks.len() as u32 * 60 * self.methods.len() as u32).clamp(720, 1400),
             500,
         )
+    }
+    fn header(&self) -> Option<[String; 3]> {
+        Some(header_lines(self.title(), &self.protocol, GAP_NOTE))
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let stats: BTreeMap<(String, String), (f64, f64, usize)> = self
@@ -925,12 +986,7 @@ impl Draw for GapFig<'_> {
             .fold(0.0, f64::min);
         let pad = ((hi - lo) * 0.15).max(1.0);
         let n = self.tasks.len();
-        let title = format!(
-            "Generalization gap — {}: train − dev score at the best epoch (±1 std)",
-            self.model
-        );
-        let note = "each run's single best epoch (best on the headline dev metric); diverged and degenerate runs left out";
-        let body = subtitled(root, &title, &self.protocol, note)?;
+        let body = subtitled(root, &self.title(), &self.protocol, GAP_NOTE)?;
         let mut chart = ChartBuilder::on(&body)
             .margin(14)
             .x_label_area_size(44)

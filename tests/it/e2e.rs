@@ -431,6 +431,11 @@ fn committed_records_regenerate_paper_tables() {
         v
     };
     let committed = repo().join("paper_tables");
+    // every committed figure's header fits its width (a single-panel figure once cut its title)
+    for n in names(&committed).iter().filter(|n| n.ends_with(".png")) {
+        let (w, h, rgb) = crate::report::decode_png(&std::fs::read(committed.join(n)).unwrap());
+        crate::report::assert_header_fits(n, w as usize, h as usize, &rgb);
+    }
     assert_eq!(
         names(&tables),
         names(&committed),

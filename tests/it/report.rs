@@ -472,8 +472,23 @@ fn legend_goes_to_the_corner_it_hides_least() {
     assert_eq!(legend_corner(&[]), Corner::LowerRight, "nothing drawn");
 }
 
+/// A figure's header (title, protocol and note lines) fits its width: no ink in the outer 4 px
+/// columns of the top 70 rows, where a line too long for the figure would run off its edges.
+pub fn assert_header_fits(name: &str, w: usize, h: usize, rgb: &[u8]) {
+    let inked = |x: usize, y: usize| {
+        rgb[3 * (y * w + x)..3 * (y * w + x) + 3]
+            .iter()
+            .all(|c| *c < 200)
+    };
+    let edge = (0..70.min(h))
+        .flat_map(|y| (0..4).chain(w - 4..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| inked(x, y))
+        .count();
+    assert_eq!(edge, 0, "{name}: the header runs off the figure's edges");
+}
+
 /// Decode an 8-bit RGB, non-interlaced PNG (all five row filters), checking every chunk CRC.
-fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+pub fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "signature");
     let (mut pos, mut w, mut h, mut idat) = (8, 0, 0, Vec::new());
     loop {
@@ -617,6 +632,7 @@ fn figures_render_as_png_and_svg_with_content() {
         assert!(var > 100.0, "{}: pixel variance {var} (blank?)", f.name);
         let dark = px.chunks(3).filter(|p| p.iter().all(|c| *c < 60)).count();
         assert!(dark > 500, "{}: {dark} dark pixels: no text drawn?", f.name);
+        assert_header_fits(&f.name, w as usize, h as usize, &px);
         assert!(
             f.svg.starts_with("<svg") && f.svg.contains("</svg>"),
             "{}",

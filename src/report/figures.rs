@@ -49,12 +49,13 @@ pub struct Figures {
 trait Draw {
     /// The figure's size for its content (panels, cells, bars).
     fn size(&self) -> (u32, u32);
-    /// Its title and grey header lines, when [`subtitled`] draws them: the figure is widened to
-    /// fit them.
+    /// Its title and grey header lines ([`header_lines`]), if it has them: [`render`] draws them
+    /// with [`subtitled`] and widens the figure to fit them.
     fn header(&self) -> Option<[String; 3]> {
         None
     }
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>;
+    /// Draw the figure into `body`: the whole figure, or the area below its [`Draw::header`].
+    fn draw<DB: DrawingBackend>(&self, body: &DrawingArea<DB, Shift>) -> Result<()>;
 }
 
 /// The width a [`subtitled`] header needs: its widest line (title at 20 px, the grey lines at 13
@@ -70,27 +71,42 @@ fn header_width([title, protocol, note]: &[String; 3]) -> u32 {
 fn render(name: String, fig: &impl Draw) -> Result<Figure> {
     register_font();
     let (w, h) = fig.size();
-    let w = fig.header().map_or(w, |lines| w.max(header_width(&lines)));
+    let header = fig.header();
+    let w = header
+        .as_ref()
+        .map_or(w, |lines| w.max(header_width(lines)));
     let mut rgb = vec![0u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(pe)?;
-        fig.draw(&root)?;
-        root.present().map_err(pe)?;
-    }
+    paint(
+        &BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area(),
+        header.as_ref(),
+        fig,
+    )?;
     let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(pe)?;
-        fig.draw(&root)?;
-        root.present().map_err(pe)?;
-    }
+    paint(
+        &SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area(),
+        header.as_ref(),
+        fig,
+    )?;
     Ok(Figure {
         name,
         size: (w, h),
         png: encode_png(w, h, &rgb)?,
         svg,
     })
+}
+
+/// One backend's copy of a figure: white ground, the header if any, the figure below it.
+fn paint<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    header: Option<&[String; 3]>,
+    fig: &impl Draw,
+) -> Result<()> {
+    root.fill(&WHITE).map_err(pe)?;
+    match header {
+        Some(lines) => fig.draw(&subtitled(root, lines)?)?,
+        None => fig.draw(root)?,
+    }
+    root.present().map_err(pe)
 }
 
 /// 8-bit RGB PNG (filter 0 on every row, zlib stream from flate2).
@@ -469,18 +485,6 @@ fn panels_size(n: usize) -> (u32, u32) {
     ((c as u32 * 540).max(720), 80 + r as u32 * 420)
 }
 
-/// Title the figure, name the protocol and what the points are under it, and split the rest
-/// into `n` panels.
-fn panels<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    title: &str,
-    protocol: &str,
-    note: &str,
-    n: usize,
-) -> Result<Vec<DrawingArea<DB, Shift>>> {
-    Ok(subtitled(root, title, protocol, note)?.split_evenly(panel_grid(n)))
-}
-
 /// The three lines [`subtitled`] draws: the title, "protocol: …" and the note.
 fn header_lines(title: String, protocol: &str, note: &str) -> [String; 3] {
     [title, format!("protocol: {protocol}"), note.to_string()]
@@ -490,15 +494,12 @@ fn header_lines(title: String, protocol: &str, note: &str) -> [String; 3] {
 /// the figure shows); returns the area below them.
 fn subtitled<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    title: &str,
-    protocol: &str,
-    note: &str,
+    [title, protocol, note]: &[String; 3],
 ) -> Result<DrawingArea<DB, Shift>> {
     let grey = |size| text_style(size).color(&RGBColor(90, 90, 90));
-    let [title, protocol, note] = header_lines(title.to_string(), protocol, note);
-    let body = root.titled(&title, text_style(20.0)).map_err(pe)?;
-    let body = body.titled(&protocol, grey(13.0)).map_err(pe)?;
-    body.titled(&note, grey(13.0)).map_err(pe)
+    let body = root.titled(title, text_style(20.0)).map_err(pe)?;
+    let body = body.titled(protocol, grey(13.0)).map_err(pe)?;
+    body.titled(note, grey(13.0)).map_err(pe)
 }
 
 /// Draw one line per method with a ±std band, and a legend.
@@ -618,13 +619,9 @@ impl Draw for SizeFig {
     fn header(&self) -> Option<[String; 3]> {
         Some(header_lines(self.title(), &self.protocol, &self.note))
     }
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let title = self.title();
-        for (area, (task, metric, lines)) in
-            panels(root, &title, &self.protocol, &self.note, self.panels.len())?
-                .iter()
-                .zip(&self.panels)
-        {
+    fn draw<DB: DrawingBackend>(&self, body: &DrawingArea<DB, Shift>) -> Result<()> {
+        let areas = body.split_evenly(panel_grid(self.panels.len()));
+        for (area, (task, metric, lines)) in areas.iter().zip(&self.panels) {
             let xs: Vec<f64> = lines.values().flatten().map(|p| p.0).collect();
             let (x0, x1) = (
                 xs.iter().copied().fold(f64::INFINITY, f64::min),
@@ -635,8 +632,10 @@ impl Draw for SizeFig {
             let mut sizes = xs;
             sizes.sort_by(f64::total_cmp);
             sizes.dedup();
-            let range = ((x0 / 1.3)..(x1 * 1.3)).log_scale().with_key_points(sizes);
-            let (lx0, lx1) = ((x0 / 1.3).ln(), (x1 * 1.3).ln());
+            // a log axis padded by a factor 1.3 each side
+            let (lo, hi) = (x0 / 1.3, x1 * 1.3);
+            let range = (lo..hi).log_scale().with_key_points(sizes);
+            let (lx0, lx1) = (lo.ln(), hi.ln());
             let y_desc = format!("dev {metric} ×100");
             let caption = format!("{task} · {metric}");
             let mut chart = draw_lines(
@@ -738,13 +737,9 @@ impl Draw for CurveFig {
     fn header(&self) -> Option<[String; 3]> {
         Some(header_lines(self.title(), &self.protocol, &self.note))
     }
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let title = self.title();
-        for (area, (caption, task, lines)) in
-            panels(root, &title, &self.protocol, &self.note, self.panels.len())?
-                .iter()
-                .zip(&self.panels)
-        {
+    fn draw<DB: DrawingBackend>(&self, body: &DrawingArea<DB, Shift>) -> Result<()> {
+        let areas = body.split_evenly(panel_grid(self.panels.len()));
+        for (area, (caption, task, lines)) in areas.iter().zip(&self.panels) {
             let e1 = lines.values().flatten().map(|p| p.0).fold(1.0, f64::max);
             let y_desc = format!("dev {} ×100", headline_label(task));
             let mut chart = draw_lines(
@@ -803,8 +798,7 @@ impl Draw for ParamsFig {
     fn header(&self) -> Option<[String; 3]> {
         Some(header_lines(self.title(), &self.protocol, &self.note))
     }
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let body = subtitled(root, &self.title(), &self.protocol, &self.note)?;
+    fn draw<DB: DrawingBackend>(&self, body: &DrawingArea<DB, Shift>) -> Result<()> {
         let xs = self.points.iter().map(|p| p.pct.max(1e-4));
         let (x0, x1) = xs.fold((f64::INFINITY, 0f64), |(a, b), x| (a.min(x), b.max(x)));
         let spread = |p: &ParamPoint| if p.std.is_finite() { p.std } else { 0.0 };
@@ -819,7 +813,7 @@ impl Draw for ParamsFig {
             .map(|p| p.score + spread(p))
             .fold(f64::NEG_INFINITY, f64::max);
         let pad = ((hi - lo) * 0.15).max(1.0);
-        let mut chart = ChartBuilder::on(&body)
+        let mut chart = ChartBuilder::on(body)
             .margin(14)
             .x_label_area_size(46)
             .y_label_area_size(58)
@@ -967,7 +961,7 @@ impl Draw for GapFig<'_> {
     fn header(&self) -> Option<[String; 3]> {
         Some(header_lines(self.title(), &self.protocol, GAP_NOTE))
     }
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+    fn draw<DB: DrawingBackend>(&self, body: &DrawingArea<DB, Shift>) -> Result<()> {
         let stats: BTreeMap<(String, String), (f64, f64, usize)> = self
             .gaps
             .iter()
@@ -986,8 +980,7 @@ impl Draw for GapFig<'_> {
             .fold(0.0, f64::min);
         let pad = ((hi - lo) * 0.15).max(1.0);
         let n = self.tasks.len();
-        let body = subtitled(root, &self.title(), &self.protocol, GAP_NOTE)?;
-        let mut chart = ChartBuilder::on(&body)
+        let mut chart = ChartBuilder::on(body)
             .margin(14)
             .x_label_area_size(44)
             .y_label_area_size(62)
